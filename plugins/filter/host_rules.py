@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: host_rules
+short_description: Turn the XMPP federation port matrix and the inventory into one host's firewall rules
+version_added: 1.0.0
+author: lync.xmpp_federation contributors
+description:
+  - Translates the documented Lync Server 2013 / Skype for Business "Port summary - XMPP federation" matrix
+    (C(xmpp_firewall_matrix), shipped in the role C(lync.xmpp_federation.xmpp_firewall)) plus the inventory
+    into the rule list of one host, in the rule model that M(lync.xmpp_federation.firewall_ruleset) applies.
+  - Hosts in C(lync_edge) get host rules on their interfaces (inbound and outbound 5269 on
+    C(lync_edge_external_ip), inbound 23456 on C(lync_edge_internal_ip)).
+  - Hosts in C(lync_front_end) get outbound 23456 to every Edge internal address of the pool.
+  - Hosts in C(lync_external_firewall) get forward rules for the rows that touch the Edge external interfaces,
+    plus destination and source translation for every Edge with C(lync_edge_public_ip).
+  - Hosts in C(lync_internal_firewall) get forward rules for the rows that touch the Edge internal interfaces.
+  - Any other host gets an empty list.
+  - Addresses may be IPv4 or IPv6, a string or a list, with or without prefix length. Host addresses become
+    C(/32) or C(/128); networks are written in canonical form, sorted, without duplicates. A rule never mixes
+    address families; rules limited to one family carry the suffix C(-ipv4) or C(-ipv6) in their name.
+  - The output is sorted by name and is the same, byte for byte, for the same input.
+  - Reads only the groups C(lync_edge), C(lync_front_end), C(lync_external_firewall), C(lync_internal_firewall)
+    and the variables of the hosts in them, so its cost does not grow with unrelated hosts.
+  - Bad input fails with an error naming the host, the variable and the value.
+positional: host, hostvars, groups
+options:
+  _input:
+    description:
+      - The port matrix, a list of rows. Each row has C(id), C(transport) (C(tcp) or C(udp)), C(ports),
+        C(source) and C(destination), and optionally C(application), C(action) (C(accept), C(drop), C(reject)),
+        C(any_narrowed_to), C(comment) and C(reference).
+      - An endpoint (C(source), C(destination)) is one of C(any), C(edge_external), C(edge_internal),
+        C(front_end), C(partners), or a list of addresses and networks. One end of every row must be
+        C(edge_external) or C(edge_internal).
+      - C(any_narrowed_to=partners) lets O(partner_networks) narrow C(any); C(any_narrowed_to=front_end) lets
+        O(restrict_internal_sources) narrow C(any) to the Front End pool.
+    type: list
+    elements: dict
+    required: true
+  host:
+    description: The host to translate for, usually C(inventory_hostname).
+    type: str
+    required: true
+  hostvars:
+    description: The C(hostvars) magic variable.
+    type: dict
+    required: true
+  groups:
+    description: The C(groups) magic variable.
+    type: dict
+    required: true
+  partner_networks:
+    description:
+      - Networks of the federated XMPP partners. When not empty, they replace "Any" on the rows marked
+        C(any_narrowed_to=partners) (5269 in both directions).
+      - Defaults to the host's C(xmpp_firewall_partner_networks), or an empty list (Any, as documented).
+    type: list
+    elements: str
+  restrict_internal_sources:
+    description:
+      - Narrow the "Any" of rows marked C(any_narrowed_to=front_end) (23456) to the C(lync_internal_ip)
+        addresses of the C(lync_front_end) hosts.
+      - Defaults to the host's C(xmpp_firewall_restrict_internal_sources), or V(false) (Any, as documented).
+    type: bool
+'''
+
+EXAMPLES = r'''
+- name: Compute this host's rules from the documented matrix
+  ansible.builtin.set_fact:
+    xmpp_firewall_rules: >-
+      {{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups) }}
+
+- name: Only two partner networks may use 5269, and only the Front End pool may reach 23456
+  ansible.builtin.debug:
+    msg: >-
+      {{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups,
+           partner_networks=['198.51.100.0/26', '2001:db8:100::/48'], restrict_internal_sources=true) }}
+
+# For an Edge with lync_edge_external_ip: 198.51.100.10 and lync_edge_internal_ip: 198.51.100.130
+# the result is:
+#   - {name: xmpp-gateway-internal-ipv4, direction: in, protocol: tcp, ports: [23456],
+#      source: [], destination: [198.51.100.130/32], action: accept, comment: ...}
+#   - {name: xmpp-s2s-inbound-ipv4, direction: in, protocol: tcp, ports: [5269],
+#      source: [], destination: [198.51.100.10/32], action: accept, comment: ...}
+#   - {name: xmpp-s2s-outbound-ipv4, direction: out, protocol: tcp, ports: [5269],
+#      source: [198.51.100.10/32], destination: [], action: accept, comment: ...}
+'''
+
+RETURN = r'''
+_value:
+  description:
+    - The host's rules, sorted by name. Each rule has C(name), C(direction) (C(in), C(out) or C(forward)),
+      C(protocol), C(ports) (integers and C("low-high") strings), C(source) and C(destination) (lists of
+      networks with prefix length; an empty list means any), C(action) and C(comment).
+    - Translation rules on the external firewall also have C(nat) (C(dnat) or C(snat)) and C(nat_to).
+  type: list
+  elements: dict
+'''
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.matrix import host_rules as translate
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError
+
+
+def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None):
+    try:
+        return translate(matrix, host, hostvars, groups, partner_networks=partner_networks,
+                         restrict_internal_sources=restrict_internal_sources)
+    except RuleError as error:
+        raise AnsibleFilterError('lync.xmpp_federation.host_rules: %s' % error)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'host_rules': host_rules}

@@ -1,0 +1,387 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Port matrix + inventory -> one host's rules (the logic behind the ``host_rules`` filter).
+
+A matrix row names its two ends with a small vocabulary of endpoints:
+
+    any            every address (the table's "Any")
+    edge_external  the Access Edge service interface(s): ``lync_edge_external_ip``
+    edge_internal  the Edge internal interface(s): ``lync_edge_internal_ip``
+    front_end      the Front End pool: ``lync_internal_ip`` (default ``ansible_host``)
+    partners       ``xmpp_firewall_partner_networks`` (any while that list is empty)
+    [networks]     a literal list of addresses/networks
+
+A row whose one end is ``any`` may say ``any_narrowed_to: partners`` or
+``any_narrowed_to: front_end``; the narrowing takes effect when partner
+networks are given, or when ``restrict_internal_sources`` is on.
+
+Which host gets which rule follows the topology of design.md: the Edge gets
+host rules for the rows that touch its interfaces; the Front End, for the rows
+between the internal side and the Edge internal interface; the external
+firewall forwards every row that touches ``edge_external`` (and translates to
+and from ``lync_edge_public_ip``), the internal firewall every row that touches
+``edge_internal``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    ACTIONS,
+    NAME_PATTERN,
+    PROTOCOLS,
+    RuleError,
+    as_list,
+    family_of,
+    normalize_host_address,
+    normalize_networks,
+    normalize_ports,
+    normalize_rules,
+    sort_networks,
+)
+
+GROUP_EDGE = 'lync_edge'
+GROUP_FRONT_END = 'lync_front_end'
+GROUP_EXTERNAL_FIREWALL = 'lync_external_firewall'
+GROUP_INTERNAL_FIREWALL = 'lync_internal_firewall'
+
+VAR_EDGE_EXTERNAL = 'lync_edge_external_ip'
+VAR_EDGE_INTERNAL = 'lync_edge_internal_ip'
+VAR_EDGE_PUBLIC = 'lync_edge_public_ip'
+VAR_FRONT_END = 'lync_internal_ip'
+VAR_PARTNERS = 'xmpp_firewall_partner_networks'
+VAR_RESTRICT = 'xmpp_firewall_restrict_internal_sources'
+MATRIX_VARIABLE = 'xmpp_firewall_matrix'
+
+ANY = 'any'
+EDGE_EXTERNAL = 'edge_external'
+EDGE_INTERNAL = 'edge_internal'
+FRONT_END = 'front_end'
+PARTNERS = 'partners'
+ENDPOINTS = (ANY, EDGE_EXTERNAL, EDGE_INTERNAL, FRONT_END, PARTNERS)
+NARROWINGS = (PARTNERS, FRONT_END)
+
+ROW_FIELDS = ('id', 'application', 'transport', 'ports', 'source', 'destination', 'action',
+              'any_narrowed_to', 'comment', 'reference')
+ROW_REQUIRED = ('id', 'transport', 'ports', 'source', 'destination')
+
+
+def _row_where(index, row):
+    row_id = row.get('id') if isinstance(row, dict) else None
+    label = "row '%s'" % row_id if isinstance(row_id, str) else 'row %d' % index
+    return "variable '%s': %s" % (MATRIX_VARIABLE, label)
+
+
+def _endpoint(row, field, where):
+    value = row[field]
+    if isinstance(value, str):
+        if value not in ENDPOINTS:
+            raise RuleError("%s: field '%s': unknown endpoint '%s' (known: %s, or a list of networks)"
+                            % (where, field, value, ', '.join(ENDPOINTS)))
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        return normalize_networks(value, "%s: field '%s'" % (where, field))
+    raise RuleError("%s: field '%s': %r is not an endpoint (known: %s, or a list of networks)"
+                    % (where, field, value, ', '.join(ENDPOINTS)))
+
+
+def normalize_row(row, index, host_where):
+    """One matrix row, validated: a dict with every field of ROW_FIELDS."""
+    where = '%s: %s' % (host_where, _row_where(index, row))
+    if not isinstance(row, dict):
+        raise RuleError('%s: %r is not a row (a dict is expected)' % (where, row))
+    unknown = sorted(str(key) for key in row if key not in ROW_FIELDS)
+    if unknown:
+        raise RuleError('%s: unknown field %s (known: %s)'
+                        % (where, ', '.join("'%s'" % key for key in unknown), ', '.join(ROW_FIELDS)))
+    for field in ROW_REQUIRED:
+        if row.get(field) in (None, '', []):
+            raise RuleError("%s: field '%s' is required" % (where, field))
+    if not isinstance(row['id'], str) or not NAME_PATTERN.match(row['id']) or len(row['id']) > 40:
+        raise RuleError("%s: field 'id': %r must be 1-40 letters, digits, '.', '_' or '-'" % (where, row['id']))
+    transport = row['transport']
+    if not isinstance(transport, str) or transport.lower() not in PROTOCOLS:
+        raise RuleError("%s: field 'transport': unknown transport %r (known: %s)"
+                        % (where, transport, ', '.join(PROTOCOLS)))
+    action = row.get('action') or 'accept'
+    if action not in ACTIONS:
+        raise RuleError("%s: field 'action': %r is not one of %s" % (where, action, ', '.join(ACTIONS)))
+    narrowed = row.get('any_narrowed_to')
+    if narrowed not in (None, '') and narrowed not in NARROWINGS:
+        raise RuleError("%s: field 'any_narrowed_to': %r is not one of %s" % (where, narrowed, ', '.join(NARROWINGS)))
+    source = _endpoint(row, 'source', where)
+    destination = _endpoint(row, 'destination', where)
+    edge_ends = set(end for end in (source, destination) if end in (EDGE_EXTERNAL, EDGE_INTERNAL))
+    if not edge_ends:
+        raise RuleError("%s: one end of the row must be edge_external or edge_internal, not %r and %r"
+                        % (where, source, destination))
+    return {
+        'id': row['id'],
+        'transport': transport.lower(),
+        'ports': normalize_ports(row['ports'], "%s: field 'ports'" % where),
+        'source': source,
+        'destination': destination,
+        'action': action,
+        'any_narrowed_to': narrowed or None,
+        'comment': (row.get('comment') or '').strip(),
+        'side': 'external' if EDGE_EXTERNAL in edge_ends else 'internal',
+        'both_edge_ends': len(edge_ends) == 2 or source == destination,
+    }
+
+
+def _safe_name(text):
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', str(text))
+
+
+class _Inventory(object):
+    """The slice of the inventory one translation needs, read lazily and once."""
+
+    def __init__(self, host, hostvars, groups, partner_networks, restrict_internal_sources):
+        self.host = host
+        self.hostvars = hostvars
+        self.groups = groups or {}
+        self._cache = {}
+        own = self.vars(host)
+        if partner_networks is None:
+            partner_networks = own.get(VAR_PARTNERS) or []
+        self.partner_where = "host '%s': variable '%s'" % (host, VAR_PARTNERS)
+        self.partners = normalize_networks(partner_networks, self.partner_where)
+        if restrict_internal_sources is None:
+            restrict_internal_sources = own.get(VAR_RESTRICT, False)
+        if not isinstance(restrict_internal_sources, bool):
+            raise RuleError("host '%s': variable '%s': %r is not a boolean" % (host, VAR_RESTRICT,
+                                                                              restrict_internal_sources))
+        self.restrict_internal_sources = restrict_internal_sources
+
+    def vars(self, host):
+        try:
+            return self.hostvars[host]
+        except KeyError:
+            return {}
+
+    def group(self, name):
+        return list(self.groups.get(name) or [])
+
+    def member(self, name):
+        return self.host in (self.groups.get(name) or ())
+
+    def _addresses(self, host, variable, required, fallback=None):
+        key = (host, variable)
+        if key not in self._cache:
+            host_vars = self.vars(host)
+            value = host_vars.get(variable)
+            used = variable
+            if value in (None, '', []) and fallback:
+                value, used = host_vars.get(fallback), '%s (from %s)' % (variable, fallback)
+            if value in (None, '', []):
+                if required:
+                    raise RuleError("host '%s': variable '%s' is required and not set" % (host, variable))
+                self._cache[key] = []
+            else:
+                where = "host '%s': variable '%s'" % (host, used)
+                items = as_list(value)
+                self._cache[key] = sort_networks(
+                    normalize_host_address(item, where if len(items) == 1 else '%s[%d]' % (where, index))
+                    for index, item in enumerate(items))
+        return self._cache[key]
+
+    def edges(self):
+        """The Edge pool; every Edge must carry both interface variables, whichever this host needs."""
+        edges = self.group(GROUP_EDGE)
+        for edge in edges:
+            self._addresses(edge, VAR_EDGE_EXTERNAL, required=True)
+            self._addresses(edge, VAR_EDGE_INTERNAL, required=True)
+        return edges
+
+    def edge_addresses(self, edge, endpoint):
+        variable = VAR_EDGE_EXTERNAL if endpoint == EDGE_EXTERNAL else VAR_EDGE_INTERNAL
+        return self._addresses(edge, variable, required=True)
+
+    def edge_public(self, edge):
+        return self._addresses(edge, VAR_EDGE_PUBLIC, required=False)
+
+    def front_end_addresses(self, host):
+        return self._addresses(host, VAR_FRONT_END, required=True, fallback='ansible_host')
+
+
+class _Translation(object):
+    def __init__(self, inventory, rows):
+        self.inv = inventory
+        self.rows = rows
+        self.rules = []
+
+    # -- resolving endpoints -------------------------------------------------
+    def _narrowed_any(self, row):
+        """[] for any, or the narrowing's networks when it is in effect."""
+        if row['any_narrowed_to'] == PARTNERS:
+            return list(self.inv.partners)
+        if row['any_narrowed_to'] == FRONT_END and self.inv.restrict_internal_sources:
+            front_ends = self.inv.group(GROUP_FRONT_END)
+            if not front_ends:
+                raise RuleError("host '%s': variable '%s': true, but group '%s' is empty"
+                                % (self.inv.host, VAR_RESTRICT, GROUP_FRONT_END))
+            return sort_networks(address for host in front_ends for address in self.inv.front_end_addresses(host))
+        return []
+
+    def resolve(self, row, endpoint):
+        """The addresses of an endpoint across the inventory ([] = any)."""
+        if endpoint == ANY:
+            return self._narrowed_any(row)
+        if endpoint == PARTNERS:
+            return list(self.inv.partners)
+        if endpoint in (EDGE_EXTERNAL, EDGE_INTERNAL):
+            return sort_networks(address for edge in self.inv.edges()
+                                 for address in self.inv.edge_addresses(edge, endpoint))
+        if endpoint == FRONT_END:
+            front_ends = self.inv.group(GROUP_FRONT_END)
+            return sort_networks(address for host in front_ends for address in self.inv.front_end_addresses(host))
+        return list(endpoint)
+
+    @staticmethod
+    def _is_any(row, endpoint, resolved):
+        return not resolved and endpoint in (ANY, PARTNERS)
+
+    # -- emitting ------------------------------------------------------------
+    def emit(self, name, row, direction, source, destination, source_any, destination_any, nat=None, nat_to=None):
+        """Add the rule, split by address family so that no rule mixes IPv4 and IPv6.
+
+        An end that is "any" matches both families; an end narrowed to
+        addresses of one family only leaves no rule for the other family.
+        """
+        if source_any and destination_any and nat_to is None:
+            variants = [(None, [], [])]
+        else:
+            variants = []
+            for family in (4, 6):
+                if nat_to is not None and family_of(nat_to) != family:
+                    continue
+                family_source = [] if source_any else [net for net in source if family_of(net) == family]
+                family_destination = [] if destination_any else [net for net in destination
+                                                                 if family_of(net) == family]
+                if (not source_any and not family_source) or (not destination_any and not family_destination):
+                    continue
+                variants.append((family, family_source, family_destination))
+        for family, family_source, family_destination in variants:
+            rule = {
+                'name': name + ('-ipv%d' % family if family else ''),
+                'direction': direction,
+                'protocol': row['transport'],
+                'ports': row['ports'],
+                'source': family_source,
+                'destination': family_destination,
+                'action': row['action'],
+                'comment': row['comment'],
+            }
+            if nat:
+                rule['nat'], rule['nat_to'] = nat, nat_to
+            self.rules.append(rule)
+
+    def _endpoint_pair(self, row):
+        source = self.resolve(row, row['source'])
+        destination = self.resolve(row, row['destination'])
+        return (source, destination, self._is_any(row, row['source'], source),
+                self._is_any(row, row['destination'], destination))
+
+    def edge_host(self):
+        host = self.inv.host
+        for row in self.rows:
+            source, destination, source_any, destination_any = self._endpoint_pair(row)
+            for direction, own_end in (('in', 'destination'), ('out', 'source')):
+                endpoint = row[own_end]
+                if endpoint not in (EDGE_EXTERNAL, EDGE_INTERNAL):
+                    continue
+                own = self.inv.edge_addresses(host, endpoint)
+                name = row['id'] + ('-' + direction if row['both_edge_ends'] else '')
+                if direction == 'in':
+                    self.emit(name, row, 'in', source, own, source_any, False)
+                else:
+                    self.emit(name, row, 'out', own, destination, False, destination_any)
+
+    def front_end_host(self):
+        for row in self.rows:
+            if row['side'] != 'internal':
+                continue
+            source, destination, source_any, destination_any = self._endpoint_pair(row)
+            # The Front End sits on the internal side: it is the "any" (or the
+            # front_end) end of an internal row, whose other end is the Edge.
+            if row['source'] in (ANY, FRONT_END) and row['destination'] == EDGE_INTERNAL:
+                self.emit(row['id'], row, 'out', [], destination, True, False)
+            if row['destination'] in (ANY, FRONT_END) and row['source'] == EDGE_INTERNAL:
+                self.emit(row['id'], row, 'in', source, [], False, True)
+
+    def firewall_host(self, side):
+        for row in self.rows:
+            if row['side'] != side:
+                continue
+            source, destination, source_any, destination_any = self._endpoint_pair(row)
+            self.emit(row['id'], row, 'forward', source, destination, source_any, destination_any)
+            if side == 'external':
+                self.translations(row, source, destination, source_any, destination_any)
+
+    def translations(self, row, source, destination, source_any, destination_any):
+        """An Edge behind NAT: its public address in, its external address out."""
+        for edge in self.inv.edges():
+            public = self.inv.edge_public(edge)
+            if not public:
+                continue
+            external = self.inv.edge_addresses(edge, EDGE_EXTERNAL)
+            for public_address in public:
+                family = family_of(public_address)
+                same_family = [address for address in external if family_of(address) == family]
+                if len(same_family) != 1:
+                    raise RuleError("host '%s': variable '%s': %s needs exactly one %s address in '%s' to translate to, "
+                                    "found %s" % (edge, VAR_EDGE_PUBLIC, public_address.split('/')[0],
+                                                  'IPv%d' % family, VAR_EDGE_EXTERNAL,
+                                                  [address.split('/')[0] for address in external] or 'none'))
+                private = same_family[0]
+                suffix = '-%s' % _safe_name(edge)
+                if row['destination'] == EDGE_EXTERNAL:
+                    self.emit(row['id'] + '-dnat' + suffix, row, 'forward', source, [public_address],
+                              source_any, False, nat='dnat', nat_to=private.split('/')[0])
+                if row['source'] == EDGE_EXTERNAL:
+                    self.emit(row['id'] + '-snat' + suffix, row, 'forward', [private], destination,
+                              False, destination_any, nat='snat', nat_to=public_address.split('/')[0])
+
+
+def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None):
+    """The rule list (canonical, sorted) for one host; raises RuleError on bad input."""
+    host_where = "host '%s'" % host
+    if not isinstance(matrix, (list, tuple)):
+        raise RuleError("%s: variable '%s': %r is not a list of rows" % (host_where, MATRIX_VARIABLE, matrix))
+    groups = groups or {}
+    inventory = _Inventory(host, hostvars, groups, partner_networks, restrict_internal_sources)
+    roles = [group for group in (GROUP_EDGE, GROUP_FRONT_END, GROUP_EXTERNAL_FIREWALL, GROUP_INTERNAL_FIREWALL)
+             if inventory.member(group)]
+    if not roles:
+        return []
+    if GROUP_EDGE in roles and len(roles) > 1:
+        raise RuleError("%s: is in group '%s' and in %s; an Edge server cannot also be a Front End or a firewall"
+                        % (host_where, GROUP_EDGE, ', '.join("'%s'" % group for group in roles[1:])))
+    if GROUP_FRONT_END in roles and len(roles) > 1:
+        raise RuleError("%s: is in group '%s' and in %s; a Front End server cannot also be a firewall"
+                        % (host_where, GROUP_FRONT_END, ', '.join("'%s'" % group for group in roles[1:])))
+    rows = [normalize_row(row, index, host_where) for index, row in enumerate(matrix)]
+    seen = set()
+    for row in rows:
+        if row['id'] in seen:
+            raise RuleError("%s: variable '%s': row id '%s' is used twice" % (host_where, MATRIX_VARIABLE, row['id']))
+        seen.add(row['id'])
+    if GROUP_EDGE not in roles and not inventory.edges():
+        raise RuleError("%s: is in group %s but group '%s' has no host; there is no Edge to open paths to"
+                        % (host_where, ', '.join("'%s'" % group for group in roles), GROUP_EDGE))
+    translation = _Translation(inventory, rows)
+    if GROUP_EDGE in roles:
+        translation.edge_host()
+    if GROUP_FRONT_END in roles:
+        translation.front_end_host()
+    if GROUP_EXTERNAL_FIREWALL in roles:
+        translation.firewall_host('external')
+    if GROUP_INTERNAL_FIREWALL in roles:
+        translation.firewall_host('internal')
+    return normalize_rules(translation.rules, "%s: rules" % host_where)
