@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What every firewall backend of ``firewall_ruleset`` provides, and the one flow that drives them.
+
+The flow (``converge``) is the same for every backend, in the manner of
+linux-system-roles/firewall: read the live state once, compare the normalised
+desired rules with the normalised rules of ours found there, and only when they
+differ write one transaction.  A backend only knows how to read, parse,
+render and apply its own format; it never decides whether to write.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import tempfile
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    normalize_rules,
+)
+
+
+class BackendError(Exception):
+    """A failure the user must see (detection, validation, apply); the message says what and why."""
+
+
+class Backend(object):
+    """One firewall backend.
+
+    ``run_command`` is ``AnsibleModule.run_command`` and ``get_bin_path`` is
+    ``AnsibleModule.get_bin_path`` (or recording doubles in unit tests);
+    ``options`` is the module's parameters.
+    """
+
+    name = None
+
+    def __init__(self, run_command, get_bin_path, options):
+        self.run_command = run_command
+        self.get_bin_path = get_bin_path
+        self.options = options
+
+    # -- reading (exactly one read of the live state per run) ---------------
+    def read(self):
+        """Read the live state once and keep it; later calls work from that copy."""
+        raise NotImplementedError
+
+    def current_rules(self):
+        """Our rules found in the live state, in canonical form, sorted by name.
+
+        Reconstructed from the kernel's own representation, so that a rule of
+        ours edited by hand shows up as a difference.
+        """
+        raise NotImplementedError
+
+    def in_place(self, rules):
+        """True when our chains and jumps are exactly as ``rules`` needs them (jumps first in their base chains)."""
+        raise NotImplementedError
+
+    def present_anywhere(self):
+        """True when anything of ours (chain, jump, table) is in the live state."""
+        raise NotImplementedError
+
+    # -- writing (one transaction) ------------------------------------------
+    def render_present(self, rules):
+        """The transaction text that makes the live state hold exactly ``rules`` in our chains."""
+        raise NotImplementedError
+
+    def render_absent(self):
+        """The transaction text that removes our chains and jumps, nothing else."""
+        raise NotImplementedError
+
+    def apply(self, script):
+        """Validate the whole transaction, then apply it in one step; raise BackendError on failure."""
+        raise NotImplementedError
+
+    # -- persistence ----------------------------------------------------------
+    def persist(self, rules, check_mode):
+        """Make ``rules`` (None: nothing of ours) survive a reboot; return True if a file changed."""
+        raise NotImplementedError
+
+    def persistence_files(self):
+        """The files ``persist`` owns or edits, for the module's return value."""
+        return []
+
+
+def converge(backend, rules, state, persist, check_mode):
+    """The one flow: read once, compare, write only when different.
+
+    Returns a dict for the module result (without diff rendering).
+    """
+    desired = normalize_rules(rules) if state == 'present' else []
+    backend.read()
+    before = backend.current_rules()
+    if state == 'present':
+        write = before != desired or not backend.in_place(desired)
+        script = backend.render_present(desired) if write else ''
+    else:
+        write = backend.present_anywhere()
+        script = backend.render_absent() if write else ''
+    if write and not check_mode:
+        backend.apply(script)
+    persisted = False
+    if persist:
+        persisted = backend.persist(desired if state == 'present' else None, check_mode)
+    return {
+        'changed': bool(write or persisted),
+        'backend': backend.name,
+        'rules': desired,
+        'before': before,
+        'script': script,
+        'persisted': persisted,
+        'persistence_files': backend.persistence_files() if persist else [],
+    }
+
+
+def write_file_atomic(path, content, check_mode, mode=0o600):
+    """Write ``content`` to ``path`` only if it differs; rename into place so a reader never sees half a file.
+
+    Returns True when the file changed (or would, in check mode).
+    """
+    try:
+        with open(path) as current:
+            if current.read() == content:
+                return False
+    except (IOError, OSError):
+        pass
+    if check_mode:
+        return True
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    if os.path.exists(path):
+        mode = os.stat(path).st_mode & 0o7777
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix='.lync-xmpp-')
+    try:
+        with os.fdopen(handle, 'w') as output:
+            output.write(content)
+        os.chmod(temporary, mode)
+        os.rename(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return True
+
+
+def remove_file(path, check_mode):
+    """Remove ``path`` if it exists; True when it did (or would, in check mode)."""
+    if not os.path.exists(path):
+        return False
+    if not check_mode:
+        os.unlink(path)
+    return True

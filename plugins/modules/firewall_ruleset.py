@@ -1,0 +1,263 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: firewall_ruleset
+short_description: Apply one host's XMPP federation rules to a Linux firewall in one atomic, idempotent step
+version_added: 1.0.0
+author: lync.xmpp_federation contributors
+description:
+  - Applies the whole rule list of one host, as the filter P(lync.xmpp_federation.host_rules#filter) returns it,
+    to nftables or iptables (iptables-nft or iptables-legacy) in a single call.
+  - Reads the live ruleset once, compares the normalised desired rules with the rules of ours found there, and
+    only when they differ writes one transaction (C(nft -f), C(iptables-restore --noflush)) that is validated
+    first. Either all of it is applied or none.
+  - Owns a named set of chains and nothing else. Rules live in chains of ours inside the table that holds the
+    host's filter base chains, entered by one jump rule per hook inserted at the top of that base chain, so that
+    an accept of ours takes effect even where the base chain's policy is drop. Chain policies, other tables,
+    other chains and other rules are never changed.
+  - A host with no filter base chains at all gets a table of ours whose base chains have policy accept.
+  - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    description: Compares and reports what would change; writes nothing.
+    support: full
+  diff_mode:
+    description: Returns before and after as sorted rule lists, one rule a line.
+    support: full
+  platform:
+    description: Linux hosts with nftables or iptables.
+    platforms: linux
+options:
+  rules:
+    description:
+      - The host's rules, as P(lync.xmpp_federation.host_rules#filter) returns them. Validated again with the
+        same rule model and messages.
+      - Each rule has C(name), C(direction) (C(in), C(out), C(forward)), C(protocol) (C(tcp), C(udp)), C(ports),
+        C(source), C(destination) (lists of addresses or networks; empty means any), C(action) (C(accept),
+        C(drop), C(reject)), C(comment), and for translation rules C(nat) (C(dnat), C(snat)) and C(nat_to).
+      - Rules are evaluated in the order of their names.
+    type: list
+    elements: dict
+    default: []
+  state:
+    description:
+      - V(present) makes our chains hold exactly O(rules).
+      - V(absent) removes our chains, jumps and persisted configuration.
+    type: str
+    choices: [present, absent]
+    default: present
+  backend:
+    description:
+      - The firewall to write to.
+      - V(auto) uses what the host really uses. A host managed by firewalld or ufw is refused with a message
+        saying so.
+      - V(iptables) uses the C(iptables) command as the host has it (nft or legacy variant).
+    type: str
+    choices: [auto, nftables, iptables]
+    default: auto
+  persist:
+    description:
+      - Make the rules survive a reboot or a reload of the firewall service, by the distribution's own mechanism.
+      - nftables, a file of ours (O(nft_persist_file)) and an include line for it in O(nft_main_config) if that
+        file lacks one.
+      - iptables, our chains in the netfilter-persistent or iptables-services save files (O(iptables_save_files)),
+        leaving every other line of those files as it was.
+    type: bool
+    default: true
+  nft_table:
+    description:
+      - The nftables table to place our chains in, as C(FAMILY NAME) (for example C(inet filter)).
+      - By default the table that holds the host's filter base chains, or a table of ours (C(inet lync_xmpp))
+        when the host has none.
+    type: str
+  base_chains:
+    description:
+      - The base chains our jump rules go into, by direction, where detection is not wanted.
+      - For iptables, the defaults are C(INPUT), C(OUTPUT) and C(FORWARD).
+    type: dict
+    suboptions:
+      in:
+        description: The input base chain.
+        type: str
+      out:
+        description: The output base chain.
+        type: str
+      forward:
+        description: The forward base chain.
+        type: str
+  nft_persist_file:
+    description: The file our persisted nftables rules are written to.
+    type: path
+    default: /etc/nftables.d/lync-xmpp-federation.nft
+  nft_main_config:
+    description: The nftables service's main configuration, which gets an include line for O(nft_persist_file).
+    type: path
+    default: /etc/nftables.conf
+  iptables_save_files:
+    description:
+      - The iptables save files to keep our chains in, by family.
+      - By default C(/etc/iptables/rules.v4) and C(/etc/iptables/rules.v6) (Debian, Ubuntu), or
+        C(/etc/sysconfig/iptables) and C(/etc/sysconfig/ip6tables) where that directory exists (RHEL).
+    type: dict
+    suboptions:
+      ipv4:
+        description: The IPv4 save file.
+        type: path
+      ipv6:
+        description: The IPv6 save file.
+        type: path
+notes:
+  - One call applies the whole list; its cost grows with the number of rules, not with the number of tasks.
+  - Two runs at once on one host end in the correct state (nft transactions, the xtables lock).
+seealso:
+  - plugin: lync.xmpp_federation.host_rules
+    plugin_type: filter
+  - module: ansible.builtin.iptables
+'''
+
+EXAMPLES = r'''
+- name: Apply this host's XMPP federation rules
+  lync.xmpp_federation.firewall_ruleset:
+    rules: "{{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups) }}"
+
+- name: Open 5269 to the Edge on an iptables host, without persistence
+  lync.xmpp_federation.firewall_ruleset:
+    backend: iptables
+    persist: false
+    rules:
+      - name: xmpp-s2s-inbound-ipv4
+        direction: forward
+        protocol: tcp
+        ports: [5269]
+        source: []
+        destination: [198.51.100.10]
+        comment: XMPP federation row 1
+
+- name: Put our chains in a named table and base chains
+  lync.xmpp_federation.firewall_ruleset:
+    backend: nftables
+    nft_table: inet firewall
+    base_chains:
+      in: inbound
+      out: outbound
+      forward: forwarding
+    rules: "{{ my_rules }}"
+
+- name: Remove everything of ours
+  lync.xmpp_federation.firewall_ruleset:
+    state: absent
+'''
+
+RETURN = r'''
+backend:
+  description: The backend that was used (C(nftables), C(iptables-nft) or C(iptables-legacy)).
+  returned: always
+  type: str
+  sample: nftables
+rules:
+  description: The rules of ours in force now (in check mode, the ones that would be), canonical and sorted.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: xmpp-s2s-inbound-ipv4
+      direction: in
+      protocol: tcp
+      ports: [5269]
+      source: []
+      destination: [198.51.100.10/32]
+      action: accept
+      comment: XMPP federation row 1, partners to Access Edge XMPP proxy
+script:
+  description: The transaction that was applied (or would be, in check mode); empty when nothing had to change.
+  returned: always
+  type: str
+  sample: "flush chain inet filter lync_xmpp_in\nadd rule inet filter lync_xmpp_in ..."
+persisted:
+  description: Whether a persistence file was (or would be) written.
+  returned: always
+  type: bool
+persistence_files:
+  description: The files persistence owns or edits.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/nftables.d/lync-xmpp-federation.nft, /etc/nftables.conf]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    BackendError,
+    converge,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.detect import (
+    select_backend,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    RuleError,
+    normalize_rules,
+)
+
+
+def rules_as_text(rules):
+    """One rule a line, for diff mode: a sorted list a person can read in a unified diff."""
+    lines = []
+    for rule in rules:
+        text = '%s: %s %s %s from %s to %s %s' % (
+            rule['name'], rule['direction'], rule['protocol'], ','.join(str(port) for port in rule['ports']),
+            ','.join(rule['source']) or 'any', ','.join(rule['destination']) or 'any', rule['action'])
+        if rule.get('nat'):
+            text += ' %s to %s' % (rule['nat'], rule['nat_to'])
+        lines.append(text + '\n')
+    return ''.join(lines)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            rules=dict(type='list', elements='dict', default=[]),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            backend=dict(type='str', choices=['auto', 'nftables', 'iptables'], default='auto'),
+            persist=dict(type='bool', default=True),
+            nft_table=dict(type='str'),
+            base_chains=dict(type='dict', options={
+                'in': dict(type='str'),
+                'out': dict(type='str'),
+                'forward': dict(type='str'),
+            }),
+            nft_persist_file=dict(type='path', default='/etc/nftables.d/lync-xmpp-federation.nft'),
+            nft_main_config=dict(type='path', default='/etc/nftables.conf'),
+            iptables_save_files=dict(type='dict', options={
+                'ipv4': dict(type='path'),
+                'ipv6': dict(type='path'),
+            }),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        # Validate before anything is read or written: bad input changes nothing.
+        normalize_rules(params['rules'], 'rules')
+        backend = select_backend(module.run_command, module.get_bin_path, params)
+        result = converge(backend, params['rules'], params['state'], params['persist'], module.check_mode)
+    except (RuleError, BackendError) as error:
+        module.fail_json(msg=str(error))
+    before = result.pop('before')
+    if module._diff:
+        result['diff'] = {'before': rules_as_text(before), 'after': rules_as_text(result['rules']),
+                          'before_header': 'live rules', 'after_header': 'desired rules'}
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
