@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Throwaway hosts made of network namespaces, for tests against real kernels.
+
+Everything here runs as root and only inside namespaces this module created:
+no rule is ever written to the machine's own network namespace.  Addresses
+come from 198.51.100.0/24 and 2001:db8::/32 only.
+
+    client (198.51.100.2, 2001:db8:a::2)
+      |  net A 198.51.100.0/26, 2001:db8:a::/64
+    router (198.51.100.1 | 198.51.100.65), forwarding on: the firewall under test
+      |  net B 198.51.100.64/26, 2001:db8:b::/64
+    server (198.51.100.66, 2001:db8:b::66)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+COLLECTIONS = os.path.join(REPO, '.cache', 'collections')
+VENV_BIN = os.path.join(REPO, '.venv', 'bin')
+
+CLIENT4, ROUTER4_A, ROUTER4_B, SERVER4 = '198.51.100.2', '198.51.100.1', '198.51.100.65', '198.51.100.66'
+CLIENT6, ROUTER6_A, ROUTER6_B, SERVER6 = '2001:db8:a::2', '2001:db8:a::1', '2001:db8:b::1', '2001:db8:b::66'
+
+
+def sh(*argv, **kwargs):
+    """Run a command, raise with its output on failure; return stdout."""
+    check = kwargs.pop('check', True)
+    stdin = kwargs.pop('input', None)
+    proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise RuntimeError('%s failed (%d): %s%s' % (' '.join(argv), proc.returncode, proc.stdout, proc.stderr))
+    return proc.stdout
+
+
+class Namespace(object):
+    """One network namespace; ``run`` executes a command inside it."""
+
+    def __init__(self, prefix):
+        # Namespace names are short and unique, so that parallel runs never collide.
+        self.name = '%s%s' % (prefix, uuid.uuid4().hex[:8])
+        sh('ip', 'netns', 'add', self.name)
+        self.run('ip', 'link', 'set', 'lo', 'up')
+        self._processes = []
+        self._interpreter = None
+
+    def run(self, *argv, **kwargs):
+        return sh('ip', 'netns', 'exec', self.name, *argv, **kwargs)
+
+    def sysctl(self, key, value):
+        self.run('sysctl', '-q', '-w', '%s=%s' % (key, value))
+
+    @property
+    def interpreter(self):
+        """A python3 that runs inside this namespace: the ansible_python_interpreter of this 'host'."""
+        if self._interpreter is None:
+            handle, path = tempfile.mkstemp(prefix='%s-python-' % self.name)
+            with os.fdopen(handle, 'w') as script:
+                script.write('#!/bin/sh\nexec ip netns exec %s /usr/bin/python3 "$@"\n' % self.name)
+            os.chmod(path, 0o755)
+            self._interpreter = path
+        return self._interpreter
+
+    def listen(self, address, ports, seconds=120):
+        """Accept TCP connections on ``ports`` for at most ``seconds`` (a bounded listener)."""
+        code = textwrap.dedent('''
+            import selectors, socket, sys, time
+            address, ports, deadline = sys.argv[1], sys.argv[2].split(','), time.time() + float(sys.argv[3])
+            family = socket.AF_INET6 if ':' in address else socket.AF_INET
+            selector = selectors.DefaultSelector()
+            for port in ports:
+                listener = socket.socket(family, socket.SOCK_STREAM)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((address, int(port)))
+                listener.listen(16)
+                selector.register(listener, selectors.EVENT_READ)
+            print('ready', flush=True)
+            while time.time() < deadline:
+                for key, _ in selector.select(timeout=0.5):
+                    connection, _ = key.fileobj.accept()
+                    connection.close()
+        ''')
+        proc = subprocess.Popen(['ip', 'netns', 'exec', self.name, sys.executable, '-c', code, address,
+                                 ','.join(str(port) for port in ports), str(seconds)],
+                                stdout=subprocess.PIPE, universal_newlines=True)
+        if proc.stdout.readline().strip() != 'ready':
+            proc.kill()
+            raise RuntimeError('listener on %s %s did not start' % (address, ports))
+        self._processes.append(proc)
+        return proc
+
+    def connects(self, address, port, timeout=1.0):
+        """True when a TCP connection from this namespace to address:port completes within ``timeout``."""
+        code = ('import socket,sys\n'
+                's=socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)\n'
+                's.settimeout(float(sys.argv[3]))\n'
+                'try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print("open")\n'
+                'except OSError as e:\n print("closed", e)\n')
+        return self.run(sys.executable, '-c', code, address, str(port), str(timeout)).startswith('open')
+
+    def delete(self):
+        for proc in self._processes:
+            proc.kill()
+            proc.wait()
+        if self._interpreter and os.path.exists(self._interpreter):
+            os.unlink(self._interpreter)
+        sh('ip', 'netns', 'del', self.name, check=False)
+
+
+def link(left, left_if, right, right_if):
+    """A veth pair between two namespaces."""
+    temporary = 'lxv%s' % uuid.uuid4().hex[:8]
+    sh('ip', 'link', 'add', temporary, 'type', 'veth', 'peer', 'name', temporary + 'p')
+    sh('ip', 'link', 'set', temporary, 'netns', left.name)
+    sh('ip', 'link', 'set', temporary + 'p', 'netns', right.name)
+    left.run('ip', 'link', 'set', temporary, 'name', left_if)
+    right.run('ip', 'link', 'set', temporary + 'p', 'name', right_if)
+    for namespace, interface in ((left, left_if), (right, right_if)):
+        namespace.run('ip', 'link', 'set', interface, 'up')
+
+
+def address(namespace, interface, *cidrs):
+    for cidr in cidrs:
+        extra = ['nodad'] if ':' in cidr else []
+        namespace.run('ip', 'addr', 'add', cidr, 'dev', interface, *extra)
+
+
+class Topology(object):
+    """client - router - server; ``router`` is the firewall under test (forward rules),
+    ``server`` doubles as a host firewall under test (in/out rules)."""
+
+    def __init__(self, prefix='lxt'):
+        self.namespaces = []
+        try:
+            self.client = self._add(prefix + 'c')
+            self.router = self._add(prefix + 'r')
+            self.server = self._add(prefix + 's')
+            link(self.client, 'eth0', self.router, 'eth0')
+            link(self.router, 'eth1', self.server, 'eth0')
+            address(self.client, 'eth0', CLIENT4 + '/26', CLIENT6 + '/64')
+            address(self.router, 'eth0', ROUTER4_A + '/26', ROUTER6_A + '/64')
+            address(self.router, 'eth1', ROUTER4_B + '/26', ROUTER6_B + '/64')
+            address(self.server, 'eth0', SERVER4 + '/26', SERVER6 + '/64')
+            self.client.run('ip', 'route', 'add', 'default', 'via', ROUTER4_A)
+            self.client.run('ip', '-6', 'route', 'add', 'default', 'via', ROUTER6_A)
+            self.server.run('ip', 'route', 'add', 'default', 'via', ROUTER4_B)
+            self.server.run('ip', '-6', 'route', 'add', 'default', 'via', ROUTER6_B)
+            self.router.sysctl('net.ipv4.ip_forward', 1)
+            self.router.sysctl('net.ipv6.conf.all.forwarding', 1)
+            # Resolve IPv6 neighbours now, so that a first connection in a test is not slowed by it.
+            self.client.run('ping', '-c1', '-W2', ROUTER6_A, check=False)
+            self.server.run('ping', '-c1', '-W2', ROUTER6_B, check=False)
+        except Exception:
+            self.delete()
+            raise
+
+    def _add(self, prefix):
+        namespace = Namespace(prefix)
+        self.namespaces.append(namespace)
+        return namespace
+
+    def delete(self):
+        for namespace in self.namespaces:
+            namespace.delete()
+
+
+def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_federation.firewall_ruleset'):
+    """Run the module inside ``namespace`` through ansible itself (AnsiballZ, module_utils and all).
+
+    Returns the module's result dict (``failed`` and ``msg`` on failure).
+    """
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
+        'ANSIBLE_HOST_KEY_CHECKING': '0',
+        'ANSIBLE_LOCALHOST_WARNING': '0',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
+        'ANSIBLE_PYTHON_INTERPRETER': namespace.interpreter,
+    })
+    tree = tempfile.mkdtemp(prefix='lync-xmpp-result-')
+    # The tree callback (-t) writes each host's result as JSON: no output scraping.
+    argv = [os.path.join(VENV_BIN, 'ansible'), 'localhost', '-c', 'local', '-m', module, '-a', json.dumps(args),
+            '-t', tree]
+    if check:
+        argv.append('--check')
+    if diff:
+        argv.append('--diff')
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    try:
+        with open(os.path.join(tree, 'localhost')) as result:
+            return json.load(result)
+    except (IOError, OSError, ValueError):
+        raise RuntimeError('ansible gave no result (%d): %s %s' % (proc.returncode, proc.stdout, proc.stderr))
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def wait_until(predicate, seconds=5.0, step=0.1):
+    """Poll ``predicate`` for a bounded time; return its last value."""
+    deadline = time.time() + seconds
+    value = predicate()
+    while not value and time.time() < deadline:
+        time.sleep(step)
+        value = predicate()
+    return value
