@@ -16,11 +16,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import os
 import tempfile
+import time
+from collections import Counter
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    RuleError,
+    normalize_rule,
     normalize_rules,
+    rule_family,
 )
 
 
@@ -155,3 +161,99 @@ def remove_file(path, check_mode):
     if not check_mode:
         os.unlink(path)
     return True
+
+
+# -- helpers shared by the kernel backends (iptables, nftables) ---------------
+
+def port_span_text(span, range_separator):
+    """(5269, 5269) -> '5269'; (1000, 2000) -> '1000:2000' with ':' (iptables) or '1000-2000' with '-' (nft)."""
+    low, high = span
+    return str(low) if low == high else '%d%s%d' % (low, range_separator, high)
+
+
+def group_kernel_rules(pieces):
+    """Group kernel rules back into canonical model rules; -> (rules sorted by name, problems).
+
+    One model rule becomes several kernel rules (one per address family, per
+    source and destination address, per block of ports).  Each ``piece`` is
+    one kernel rule read back, as a dict with the model's fields ``name``,
+    ``comment``, ``direction``, ``protocol``, ``action``, ``nat``, ``nat_to``,
+    plus ``families`` (the address families the kernel rule applies to, e.g.
+    ``(4,)`` for an iptables rule, ``(4, 6)`` for an inet rule without
+    addresses), ``source`` and ``destination`` (the networks it matches, []
+    for any) and ``ports`` (its (low, high) spans).
+
+    A rule is reported as a problem when its pieces disagree or do not form
+    exactly the cross product that rendering the rule would give (a kernel
+    rule deleted or duplicated by hand): the caller must then rewrite.
+    """
+    by_name = {}
+    for piece in pieces:
+        by_name.setdefault(piece['name'], []).append(piece)
+    rules, problems = [], []
+    for name in sorted(by_name):
+        group = by_name[name]
+        first = group[0]
+        disagreeing = [field for field in ('comment', 'direction', 'protocol', 'action', 'nat', 'nat_to')
+                       if any(piece.get(field) != first.get(field) for piece in group[1:])]
+        if disagreeing:
+            problems.append("rule '%s': its kernel rules differ in %s" % (name, ', '.join(disagreeing)))
+        sources = sorted(set(net for piece in group for net in piece['source']))
+        destinations = sorted(set(net for piece in group for net in piece['destination']))
+        spans = sorted(set(span for piece in group for span in piece['ports']))
+        candidate = {
+            'name': name, 'direction': first['direction'], 'protocol': first['protocol'],
+            'ports': [port_span_text(span, '-') for span in spans], 'source': sources,
+            'destination': destinations, 'action': first['action'], 'comment': first.get('comment') or '',
+        }
+        if first.get('nat'):
+            candidate.update(nat=first['nat'], nat_to=first.get('nat_to'))
+        try:
+            rule = normalize_rule(candidate, "live rule '%s'" % name)
+        except RuleError as error:
+            problems.append(str(error))
+            continue
+        family = rule_family(rule)
+        expected = Counter((each, source, destination, span)
+                           for each in ((family,) if family else (4, 6))
+                           for source in sources or [None]
+                           for destination in destinations or [None]
+                           for span in spans)
+        found = Counter((each, source, destination, span)
+                        for piece in group
+                        for each in piece['families']
+                        for source in piece['source'] or [None]
+                        for destination in piece['destination'] or [None]
+                        for span in piece['ports'])
+        if found != expected:
+            missing = sorted(expected - found, key=str)
+            extra = sorted(found - expected, key=str)
+            problems.append("rule '%s': the kernel holds an incomplete or duplicated set of its rules "
+                            "(missing %d, unexpected %d)" % (name, len(missing), len(extra)))
+        rules.append(rule)
+    return rules, problems
+
+
+def hold_host_lock(path, timeout=120.0):
+    """Take an exclusive lock on ``path`` and keep it until the process ends; return the open file.
+
+    The firewall's own locking (nft transactions, the xtables lock) makes each
+    write safe, but not our read-compare-write: two runs that both read "no
+    jump yet" would both insert one.  Holding this lock from the read to the
+    end of the run serialises our runs on one host.  Waits at most ``timeout``
+    seconds.
+    """
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    handle = open(path, 'a')
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except (IOError, OSError):
+            if time.time() >= deadline:
+                handle.close()
+                raise BackendError('another firewall_ruleset run still holds %s after %d seconds' % (path, timeout))
+            time.sleep(0.05)
