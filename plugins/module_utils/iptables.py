@@ -1,0 +1,783 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The iptables backend (iptables-nft and iptables-legacy, IPv4 and IPv6).
+
+Our rules live in chains of ours, each entered by one jump at the top of its
+base chain::
+
+    filter  LYNC-XMPP-IN   <- INPUT        (options base_chains.in)
+            LYNC-XMPP-OUT  <- OUTPUT       (base_chains.out)
+            LYNC-XMPP-FWD  <- FORWARD      (base_chains.forward)
+    nat     LYNC-XMPP-DNAT <- PREROUTING
+            LYNC-XMPP-SNAT <- POSTROUTING
+
+The live state is read with one ``*-save`` call per address family; the
+transaction is one ``*-restore --noflush`` input per family that declares our
+chains (a declaration flushes an existing chain under ``--noflush``), fills
+them, and fixes the jumps.  Nothing outside our chains and jumps is named in
+it, so foreign rules, their order and the chain policies stay as they were.
+Rules are written in the exact form ``iptables-save`` prints them, so the
+restore input, the save output and the persisted files read alike.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import os
+import re
+from collections import namedtuple
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    Backend,
+    BackendError,
+    group_kernel_rules,
+    hold_host_lock,
+    port_span_text,
+    remove_file,
+    write_file_atomic,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    kernel_comment,
+    port_spans,
+    rule_family,
+    split_kernel_comment,
+)
+
+FAMILIES = (4, 6)
+FAMILY_LABEL = {4: 'IPv4', 6: 'IPv6'}
+TOOL_PREFIX = {4: 'iptables', 6: 'ip6tables'}
+TABLES = ('filter', 'nat')
+
+# section (rule_model.sections) -> (table, our chain)
+OUR_CHAINS = {
+    'in': ('filter', 'LYNC-XMPP-IN'),
+    'out': ('filter', 'LYNC-XMPP-OUT'),
+    'forward': ('filter', 'LYNC-XMPP-FWD'),
+    'dnat': ('nat', 'LYNC-XMPP-DNAT'),
+    'snat': ('nat', 'LYNC-XMPP-SNAT'),
+}
+SECTION_ORDER = ('in', 'out', 'forward', 'dnat', 'snat')
+SECTION_OF_CHAIN = dict((chain, section) for section, (_table, chain) in OUR_CHAINS.items())
+DEFAULT_BASE_CHAINS = {'in': 'INPUT', 'out': 'OUTPUT', 'forward': 'FORWARD',
+                       'dnat': 'PREROUTING', 'snat': 'POSTROUTING'}
+BUILTIN_CHAINS = {
+    'filter': ('INPUT', 'FORWARD', 'OUTPUT'),
+    'nat': ('PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'),
+}
+# The comment on our jump rules: how a reader (and we) recognise them.
+JUMP_COMMENT = 'lync-xmpp-federation'
+# multiport takes at most 15 ports, a range counting as two.
+MULTIPORT_MAX = 15
+RESTORE_WAIT_SECONDS = 60
+DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.iptables.lock'
+SCRIPT_HEADER = re.compile(r'^# lync-xmpp-federation (IPv4|IPv6): ')
+
+ACTION_TARGETS = {'accept': 'ACCEPT', 'drop': 'DROP', 'reject': 'REJECT'}
+NAT_TARGETS = {'dnat': ('DNAT', '--to-destination'), 'snat': ('SNAT', '--to-source')}
+TARGET_ACTIONS = {'ACCEPT': 'accept', 'DROP': 'drop', 'REJECT': 'reject'}
+
+# One kernel rule in one of our chains, in the terms we compare it by.
+# ``ports`` is a tuple of (low, high) spans; ``target_option`` is the REJECT
+# type or the NAT address.
+KernelRule = namedtuple('KernelRule', 'chain source destination protocol ports comment target target_option')
+
+
+# -- the save/restore text format ---------------------------------------------
+
+SAFE_WORD = re.compile(r'^[A-Za-z0-9_-]+$')
+
+
+def save_quote(value):
+    """A word as iptables-save prints it: bare when only [A-Za-z0-9_-], else in double quotes with \\ escapes."""
+    if SAFE_WORD.match(value):
+        return value
+    return '"%s"' % re.sub(r'(["\\\'])', r'\\\1', value)
+
+
+def split_words(text):
+    """Split a rule line as iptables-restore does: double quotes group, a backslash escapes the next character."""
+    words, current, quoted, escaped, started = [], [], False, False, False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == '\\':
+            escaped = started = True
+        elif char == '"':
+            quoted = not quoted
+            started = True
+        elif char in ' \t' and not quoted:
+            if started:
+                words.append(''.join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+    if quoted or escaped:
+        raise ValueError('unbalanced quoting in %r' % text)
+    if started:
+        words.append(''.join(current))
+    return words
+
+
+class SavedTable(object):
+    """One ``*table`` section of iptables-save output."""
+
+    def __init__(self, name):
+        self.name = name
+        self.chains = []           # declared chain names, in order
+        self.rules = {}            # chain -> [rule specification text after "-A CHAIN "]
+        self.incompatible = False  # iptables-nft found nft objects it cannot show
+
+
+def parse_save(text):
+    """iptables-save output -> {table name: SavedTable}."""
+    tables, table = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith('*'):
+            table = tables.setdefault(line[1:], SavedTable(line[1:]))
+        elif line.startswith('# Table `'):
+            # iptables-nft: "# Table `filter' is incompatible, use 'nft' tool."
+            name = line[len('# Table `'):].split("'", 1)[0]
+            tables.setdefault(name, SavedTable(name)).incompatible = True
+        elif table is None or not line or line.startswith('#'):
+            continue
+        elif line == 'COMMIT':
+            table = None
+        elif line.startswith(':'):
+            chain = line[1:].split()[0]
+            table.chains.append(chain)
+            table.rules.setdefault(chain, [])
+        elif line.startswith('-A '):
+            chain, _space, spec = line[3:].partition(' ')
+            table.rules.setdefault(chain, []).append(spec.strip())
+    return tables
+
+
+def jump_target(words):
+    """The chain a rule jumps or goes to, or None."""
+    for index, word in enumerate(words[:-1]):
+        if word in ('-j', '--jump', '-g', '--goto'):
+            return words[index + 1]
+    return None
+
+
+def parse_kernel_rule(chain, spec):
+    """A rule in one of our chains -> KernelRule; ValueError when it is not in the form we write."""
+    words = split_words(spec)
+    fields = {'source': None, 'destination': None, 'protocol': None, 'ports': None, 'comment': None,
+              'target': None, 'target_option': None}
+    modules = []
+    index = 0
+
+    def value():
+        if index + 1 >= len(words):
+            raise ValueError('%s without a value' % words[index])
+        return words[index + 1]
+
+    while index < len(words):
+        word = words[index]
+        if word in ('-s', '--source', '-d', '--destination'):
+            key = 'source' if word in ('-s', '--source') else 'destination'
+            fields[key] = str(ipaddress.ip_network(value(), strict=False))
+        elif word in ('-p', '--protocol'):
+            fields['protocol'] = value()
+        elif word in ('-m', '--match'):
+            modules.append(value())
+        elif word in ('--dport', '--dports', '--destination-port', '--destination-ports'):
+            spans = []
+            for item in value().split(','):
+                low, _colon, high = item.partition(':')
+                spans.append((int(low), int(high or low)))
+            fields['ports'] = tuple(spans)
+        elif word == '--comment':
+            fields['comment'] = value()
+        elif word in ('-j', '--jump'):
+            fields['target'] = value()
+        elif word == '--reject-with' and fields['target'] == 'REJECT':
+            fields['target_option'] = value()
+        elif word in ('--to-destination', '--to-source') and fields['target'] in ('DNAT', 'SNAT'):
+            address = value()
+            if address.startswith('['):
+                address = address[1:].split(']', 1)[0]
+            fields['target_option'] = str(ipaddress.ip_address(address))
+        else:
+            raise ValueError('unexpected %r' % word)
+        index += 2
+    for module in modules:
+        if module not in ('multiport', 'comment', fields['protocol']):
+            raise ValueError('unexpected match %r' % module)
+    if fields['protocol'] not in ('tcp', 'udp') or not fields['ports'] or fields['target'] is None:
+        raise ValueError('protocol, ports or target missing')
+    return KernelRule(chain, **fields)
+
+
+def format_kernel_rule(rule):
+    """KernelRule -> '-A CHAIN ...' exactly as iptables-save prints it."""
+    words = ['-A', rule.chain]
+    if rule.source:
+        words += ['-s', rule.source]
+    if rule.destination:
+        words += ['-d', rule.destination]
+    words += ['-p', rule.protocol]
+    if len(rule.ports) == 1:
+        words += ['-m', rule.protocol, '--dport', port_span_text(rule.ports[0], ':')]
+    else:
+        words += ['-m', 'multiport', '--dports', ','.join(port_span_text(span, ':') for span in rule.ports)]
+    words += ['-m', 'comment', '--comment', save_quote(rule.comment), '-j', rule.target]
+    if rule.target == 'REJECT':
+        words += ['--reject-with', rule.target_option]
+    elif rule.target in ('DNAT', 'SNAT'):
+        words += [NAT_TARGETS['dnat' if rule.target == 'DNAT' else 'snat'][1], rule.target_option]
+    return ' '.join(words)
+
+
+def jump_spec(chain):
+    """Our jump rule's specification (what follows '-A BASE ')."""
+    return '-m comment --comment %s -j %s' % (save_quote(JUMP_COMMENT), chain)
+
+
+def multiport_blocks(spans):
+    """Split port spans into blocks multiport accepts (15 ports, a range counting as two)."""
+    blocks, block, used = [], [], 0
+    for span in spans:
+        cost = 1 if span[0] == span[1] else 2
+        if block and used + cost > MULTIPORT_MAX:
+            blocks.append(tuple(block))
+            block, used = [], 0
+        block.append(span)
+        used += cost
+    if block:
+        blocks.append(tuple(block))
+    return blocks
+
+
+def kernel_rules(rule, family):
+    """The kernel rules one model rule becomes in one address family (none when its addresses are the other's)."""
+    rule_fam = rule_family(rule)
+    if rule_fam is not None and rule_fam != family:
+        return []
+    section = rule.get('nat') or rule['direction']
+    chain = OUR_CHAINS[section][1]
+    if rule.get('nat'):
+        target, option = NAT_TARGETS[rule['nat']][0], rule['nat_to']
+    elif rule['action'] == 'reject':
+        # tcp-reset closes a TCP connection at once; UDP gets the family's port-unreachable.
+        target = 'REJECT'
+        option = 'tcp-reset' if rule['protocol'] == 'tcp' else (
+            'icmp-port-unreachable' if family == 4 else 'icmp6-port-unreachable')
+    else:
+        target, option = ACTION_TARGETS[rule['action']], None
+    comment = kernel_comment(rule)
+    return [KernelRule(chain, source, destination, rule['protocol'], block, comment, target, option)
+            for source in rule['source'] or [None]
+            for destination in rule['destination'] or [None]
+            for block in multiport_blocks(port_spans(rule['ports']))]
+
+
+def desired_chains(rules, family):
+    """{table: {our chain: [KernelRule, ...]}} for one family; only chains that get rules."""
+    tables = {}
+    for rule in rules:
+        for kernel_rule in kernel_rules(rule, family):
+            table = OUR_CHAINS[SECTION_OF_CHAIN[kernel_rule.chain]][0]
+            tables.setdefault(table, {}).setdefault(kernel_rule.chain, []).append(kernel_rule)
+    return tables
+
+
+def kernel_rule_piece(kernel_rule, family):
+    """KernelRule -> a piece for backend.group_kernel_rules; ValueError when not one of ours."""
+    name, comment = split_kernel_comment(kernel_rule.comment or '')
+    if name is None:
+        raise ValueError('no rule name in its comment')
+    section = SECTION_OF_CHAIN[kernel_rule.chain]
+    if section in NAT_TARGETS:
+        if kernel_rule.target != NAT_TARGETS[section][0]:
+            raise ValueError('target %s in %s' % (kernel_rule.target, kernel_rule.chain))
+        direction, action, nat, nat_to = 'forward', 'accept', section, kernel_rule.target_option
+    else:
+        if kernel_rule.target not in TARGET_ACTIONS:
+            raise ValueError('target %s in %s' % (kernel_rule.target, kernel_rule.chain))
+        direction, action, nat, nat_to = section, TARGET_ACTIONS[kernel_rule.target], None, None
+    return {
+        'name': name, 'comment': comment, 'direction': direction, 'protocol': kernel_rule.protocol,
+        'action': action, 'nat': nat, 'nat_to': nat_to, 'families': (family,),
+        'source': [kernel_rule.source] if kernel_rule.source else [],
+        'destination': [kernel_rule.destination] if kernel_rule.destination else [],
+        'ports': list(kernel_rule.ports),
+    }
+
+
+class FamilyState(object):
+    """What one family's save output holds of ours."""
+
+    def __init__(self, family, text):
+        self.family = family
+        self.text = text
+        self.tables = parse_save(text)
+        self.chains = {}    # table -> {our chain: [KernelRule or None (unparseable)]}
+        self.jumps = {}     # table -> [(chain, index in chain, our chain, spec)]
+        self.pieces = []
+        self.problems = []
+        for table_name in TABLES:
+            table = self.tables.get(table_name)
+            if table is None:
+                continue
+            for chain, specs in table.rules.items():
+                if chain in SECTION_OF_CHAIN:
+                    continue
+                for index, spec in enumerate(specs):
+                    try:
+                        target = jump_target(split_words(spec))
+                    except ValueError:
+                        target = None
+                    if target in SECTION_OF_CHAIN:
+                        self.jumps.setdefault(table_name, []).append((chain, index, target, spec))
+            for chain in table.chains:
+                if chain not in SECTION_OF_CHAIN:
+                    continue
+                parsed = self.chains.setdefault(table_name, {}).setdefault(chain, [])
+                for spec in table.rules.get(chain, []):
+                    try:
+                        kernel_rule = parse_kernel_rule(chain, spec)
+                        self.pieces.append(kernel_rule_piece(kernel_rule, family))
+                    except ValueError as error:
+                        kernel_rule = None
+                        self.problems.append('%s %s %s: rule not in our form (%s): %s'
+                                             % (FAMILY_LABEL[family], table_name, chain, error, spec))
+                    parsed.append(kernel_rule)
+
+    def ours_anywhere(self):
+        return bool(self.chains or self.jumps)
+
+
+def merge_save_file(text, ours):
+    """A save file's text with our lines replaced by ``ours``; every other line kept as it was.
+
+    ``ours`` is {table: {'chains': [declaration lines], 'jumps': {base chain: jump line},
+    'rules': [rule lines]}}.  Our lines are recognised by chain name: our
+    chains' declarations and rules, and any rule jumping to one of our chains.
+    Our jump goes right before the first rule of its base chain, so that
+    ``iptables-restore`` of the file puts it first, as it is live.  Returns
+    None when nothing is left in the file (it is to be removed).
+    """
+    lines = text.splitlines()
+    output, table, seen = [], None, set()
+    section = []
+
+    def ours_line(line):
+        if line.startswith(':'):
+            return line[1:].split()[0] in SECTION_OF_CHAIN if len(line) > 1 else False
+        if line.startswith('-A ') or line.startswith('-I '):
+            chain = line[3:].split(' ', 1)[0]
+            if chain in SECTION_OF_CHAIN:
+                return True
+            try:
+                return jump_target(split_words(line)) in SECTION_OF_CHAIN
+            except ValueError:
+                return False
+        return False
+
+    def flush_section(name, body, commit_line):
+        mine = ours.get(name)
+        kept = [line for line in body if not ours_line(line.strip())]
+        removed_any = len(kept) != len(body)
+        if mine:
+            kept = place_ours(kept, mine)
+        elif removed_any and not any(line.strip() and not line.strip().startswith('#') for line in kept):
+            # An empty section without even a chain declaration was created by us: drop it.
+            return []
+        return ['*' + name] + kept + [commit_line]
+
+    for line in lines:
+        stripped = line.strip()
+        if table is None:
+            if stripped.startswith('*'):
+                table, section = stripped[1:], []
+                seen.add(table)
+            else:
+                output.append(line)
+        elif stripped == 'COMMIT':
+            output.extend(flush_section(table, section, line))
+            table = None
+        else:
+            section.append(line)
+    if table is not None:
+        # An unterminated last section: keep it as found, with ours merged.
+        output.extend(flush_section(table, section, 'COMMIT')[:-1])
+    for name in TABLES:
+        if name in ours and name not in seen:
+            output.extend(['*' + name] + place_ours([], ours[name]) + ['COMMIT'])
+    if not any(line.strip() for line in output):
+        return None
+    return '\n'.join(output) + '\n'
+
+
+def place_ours(body, mine):
+    """Insert our declarations, jumps and rules into a section body (without ours)."""
+    declarations = [index for index, line in enumerate(body) if line.strip().startswith(':')]
+    after_declarations = declarations[-1] + 1 if declarations else 0
+    result = body[:after_declarations] + list(mine['chains'])
+    rest = body[after_declarations:]
+    pending = dict(mine['jumps'])
+    for line in rest:
+        words = line.strip().split(' ', 2)
+        if len(words) > 1 and words[0] == '-A' and words[1] in pending:
+            result.append(pending.pop(words[1]))
+        result.append(line)
+    # Base chains without rules of their own in the file: the jump goes after the other rules.
+    result.extend(pending[base] for base in sorted(pending))
+    return result + list(mine['rules'])
+
+
+class IptablesBackend(Backend):
+    """iptables-nft or iptables-legacy (``variant`` 'nft' or 'legacy'), IPv4 and IPv6."""
+
+    lock_path = DEFAULT_LOCK_PATH
+
+    def __init__(self, run_command, get_bin_path, options, variant):
+        super(IptablesBackend, self).__init__(run_command, get_bin_path, options)
+        if variant not in ('nft', 'legacy'):
+            raise BackendError("iptables variant must be 'nft' or 'legacy', not %r" % (variant,))
+        self.variant = variant
+        self.name = 'iptables-%s' % variant
+        self.states = {}         # family -> FamilyState
+        self.unavailable = {}    # family -> why it could not be read
+        self.tools = {}          # family -> (save, restore)
+        self.pieces_problems = []
+        self.live_rules = []
+        self._lock = None
+
+    # -- tools ------------------------------------------------------------------
+    def _variant_of(self, binary):
+        rc, out, err = self.run_command([binary, '-V'])
+        text = out + err
+        if rc != 0:
+            return None
+        return 'nft' if '(nf_tables)' in text else 'legacy'
+
+    def _find_tools(self, family):
+        """(save, restore) binaries for one family, or raise BackendError saying what is missing."""
+        prefix = TOOL_PREFIX[family]
+        save = self.get_bin_path('%s-%s-save' % (prefix, self.variant))
+        restore = self.get_bin_path('%s-%s-restore' % (prefix, self.variant))
+        if save and restore:
+            return save, restore
+        # Older or minimal installs have only the plain names; use them when they are the wanted variant.
+        plain = self.get_bin_path(prefix)
+        save = self.get_bin_path('%s-save' % prefix)
+        restore = self.get_bin_path('%s-restore' % prefix)
+        if plain and save and restore and self._variant_of(plain) == self.variant:
+            return save, restore
+        raise BackendError('%s: neither %s-%s-save/-restore nor %s-save/-restore of the %s variant were found'
+                           % (self.name, prefix, self.variant, prefix, self.variant))
+
+    # -- reading ----------------------------------------------------------------
+    def read(self):
+        if self._lock is None and self.lock_path:
+            self._lock = hold_host_lock(self.lock_path)
+        self.states, self.unavailable, self.tools = {}, {}, {}
+        for family in FAMILIES:
+            try:
+                self.tools[family] = self._find_tools(family)
+            except BackendError as error:
+                self.unavailable[family] = str(error)
+                continue
+            # One call per family: without -t, *-save prints every table it has.
+            rc, out, err = self.run_command([self.tools[family][0]])
+            if rc != 0:
+                self.unavailable[family] = '%s failed (%d): %s' % (self.tools[family][0], rc, (err or out).strip())
+                continue
+            self.states[family] = FamilyState(family, out)
+        self.live_rules, self.pieces_problems = group_kernel_rules(
+            [piece for state in self.states.values() for piece in state.pieces])
+
+    def current_rules(self):
+        return self.live_rules
+
+    def problems(self):
+        """Why our chains are not in a form we wrote (unparseable or incomplete rules)."""
+        return [problem for state in self.states.values() for problem in state.problems] + self.pieces_problems
+
+    def base_chain(self, section):
+        if section in ('dnat', 'snat'):
+            return DEFAULT_BASE_CHAINS[section]
+        return (self.options.get('base_chains') or {}).get(section) or DEFAULT_BASE_CHAINS[section]
+
+    def _check_base_chains(self, family, table_name, sections_used):
+        """Fail before anything is written when a base chain does not exist (iptables-nft --test misses it)."""
+        table = self.states[family].tables.get(table_name)
+        bases = {}
+        for section in sections_used:
+            base = self.base_chain(section)
+            option = 'base_chains.%s' % section
+            if base in SECTION_OF_CHAIN:
+                raise BackendError('%s: %s: %r is one of our own chains' % (self.name, option, base))
+            if base in bases:
+                raise BackendError("%s: base_chains.%s and base_chains.%s name the same chain %r; each of our "
+                                   "chains needs its own base chain to be first in" % (self.name, bases[base],
+                                                                                       section, base))
+            bases[base] = section
+            exists = base in BUILTIN_CHAINS[table_name] or (table is not None and base in table.chains)
+            if not exists:
+                raise BackendError("%s: %s: chain %r does not exist in the %s %s table"
+                                   % (self.name, option, base, FAMILY_LABEL[family], table_name))
+            if table is not None and table.incompatible:
+                raise BackendError('%s: the %s %s table holds nftables objects iptables cannot show; '
+                                   'use the nftables backend' % (self.name, FAMILY_LABEL[family], table_name))
+
+    def _table_in_place(self, family, table_name, wanted):
+        """True when our chains in one table hold exactly ``wanted`` and each has its one jump, first."""
+        state = self.states[family]
+        live = state.chains.get(table_name, {})
+        if set(live) != set(wanted):
+            return False
+        if any(live[chain] != wanted[chain] for chain in wanted):
+            return False
+        jumps = state.jumps.get(table_name, [])
+        if len(jumps) != len(wanted):
+            return False
+        for base_name, index, target, spec in jumps:
+            if target not in wanted or index != 0 or spec != jump_spec(target):
+                return False
+            if base_name != self.base_chain(SECTION_OF_CHAIN[target]):
+                return False
+        return True
+
+    def in_place(self, rules):
+        if self.problems():
+            return False
+        for family in FAMILIES:
+            wanted = desired_chains(rules, family)
+            if family not in self.states:
+                if wanted:
+                    return False
+                continue
+            for table_name in TABLES:
+                if not self._table_in_place(family, table_name, wanted.get(table_name, {})):
+                    return False
+        return True
+
+    def present_anywhere(self):
+        return any(state.ours_anywhere() for state in self.states.values())
+
+    # -- writing ----------------------------------------------------------------
+    def _header(self, family):
+        return '# lync-xmpp-federation %s: %s --noflush' % (FAMILY_LABEL[family],
+                                                           os.path.basename(self.tools[family][1]))
+
+    def _render_table(self, family, table_name, wanted):
+        """One table's block: declare (flush) our chains, fix jumps, fill, delete chains no longer needed."""
+        state = self.states[family]
+        live = state.chains.get(table_name, {})
+        jumps = state.jumps.get(table_name, [])
+        ordered = [chain for section in SECTION_ORDER for chain in [OUR_CHAINS[section][1]]
+                   if chain in wanted or chain in live]
+        lines = ['*' + table_name]
+        lines += [':%s - [0:0]' % chain for chain in ordered]
+        keep_jump = set()
+        for chain in wanted:
+            base = self.base_chain(SECTION_OF_CHAIN[chain])
+            to_chain = [jump for jump in jumps if jump[2] == chain]
+            if (len(to_chain) == 1 and to_chain[0][0] == base and to_chain[0][1] == 0
+                    and to_chain[0][3] == jump_spec(chain)):
+                keep_jump.add(chain)
+        # Every other jump to our chains goes (misplaced, duplicated, or to a chain no longer needed);
+        # '-D' by full specification removes the first match, once per copy.
+        for base_name, _index, target, spec in jumps:
+            if target not in keep_jump:
+                lines.append('-D %s %s' % (base_name, spec))
+        for chain in ordered:
+            lines += [format_kernel_rule(kernel_rule) for kernel_rule in wanted.get(chain, [])]
+        for chain in ordered:
+            if chain in wanted and chain not in keep_jump:
+                lines.append('-I %s 1 %s' % (self.base_chain(SECTION_OF_CHAIN[chain]), jump_spec(chain)))
+        lines += ['-X %s' % chain for chain in ordered if chain not in wanted]
+        lines.append('COMMIT')
+        return lines
+
+    def _render(self, rules):
+        blocks = []
+        for family in FAMILIES:
+            wanted = desired_chains(rules, family)
+            state = self.states.get(family)
+            if state is None:
+                if wanted:
+                    raise BackendError('%s: the rules need %s, but it cannot be read: %s'
+                                       % (self.name, FAMILY_LABEL[family], self.unavailable.get(family)))
+                continue
+            lines = []
+            for table_name in TABLES:
+                table_wanted = wanted.get(table_name, {})
+                if self._table_in_place(family, table_name, table_wanted):
+                    continue
+                if table_wanted:
+                    self._check_base_chains(family, table_name,
+                                            [SECTION_OF_CHAIN[chain] for chain in table_wanted])
+                lines += self._render_table(family, table_name, table_wanted)
+            if lines:
+                blocks.append('\n'.join([self._header(family)] + lines) + '\n')
+        return ''.join(blocks)
+
+    def render_present(self, rules):
+        return self._render(rules)
+
+    def render_absent(self):
+        return self._render([])
+
+    @staticmethod
+    def split_script(script):
+        """The script -> [(family, block text with its header)], as render_present/render_absent joined them."""
+        blocks = []
+        for line in script.splitlines(True):
+            match = SCRIPT_HEADER.match(line)
+            if match:
+                blocks.append([4 if match.group(1) == 'IPv4' else 6, line])
+            elif not blocks:
+                if line.strip():
+                    raise BackendError('iptables: script does not start with a family header: %r' % line)
+                continue
+            blocks[-1][1] += line
+        return [(family, text) for family, text in blocks]
+
+    def _restore(self, family, text, *flags):
+        return self.run_command([self.tools[family][1]] + list(flags), data=text, binary_data=True)
+
+    def _explain(self, family, block, out, err):
+        """The tool's message, with the line it names and the rule of ours on it."""
+        message = ' '.join((err or out or '').split()) or 'no message'
+        lines = block.splitlines()
+        match = re.search(r'line:? (\d+)', err or out or '')
+        where = ''
+        if match:
+            number = int(match.group(1))
+            text = lines[number - 1] if 0 < number <= len(lines) else ''
+            if text == 'COMMIT':
+                table = [line for line in lines[:number] if line.startswith('*')]
+                where = " at the commit of table '%s' (the kernel refused one of its rules)" % (
+                    table[-1][1:] if table else '?')
+            elif text:
+                try:
+                    words = split_words(text)
+                    comment = words[words.index('--comment') + 1] if '--comment' in words else ''
+                except ValueError:
+                    comment = ''
+                name = split_kernel_comment(comment)[0] if comment and comment != JUMP_COMMENT else None
+                where = ' at line %d%s: %s' % (number, " (rule '%s')" % name if name else '', text)
+        return '%s %s%s: %s' % (self.name, FAMILY_LABEL[family], where, message), match
+
+    def apply(self, script):
+        blocks = self.split_script(script)
+        # 1. Validate every family before applying any, so a parse error anywhere changes nothing.
+        for family, block in blocks:
+            rc, out, err = self._restore(family, block, '--test', '--noflush')
+            if rc != 0:
+                explanation = self._explain(family, block, out, err)[0]
+                raise BackendError('%s; nothing was changed' % explanation)
+        # 2. Apply.  IPv4 and IPv6 (and each table within a family: one COMMIT each) are separate kernel
+        # transactions, and --test does not show what only the kernel checks.  So when a later commit
+        # fails, every table already committed in this run is put back from the save output read at
+        # the start: the host never keeps half of a run.
+        applied = []
+        for family, block in blocks:
+            rc, out, err = self._restore(family, block, '--noflush', '--wait=%d' % RESTORE_WAIT_SECONDS)
+            if rc == 0:
+                applied.append((family, self._block_tables(block)))
+                continue
+            explanation, line_match = self._explain(family, block, out, err)
+            committed = self._block_tables(block, before_line=int(line_match.group(1)) if line_match else None)
+            rollback_errors = self._roll_back(applied + [(family, committed)])
+            if rollback_errors:
+                raise BackendError('%s; rolling back failed too: %s' % (explanation, '; '.join(rollback_errors)))
+            raise BackendError('%s; the ruleset is as it was before this run' % explanation)
+
+    @staticmethod
+    def _block_tables(block, before_line=None):
+        """The tables a block commits; with ``before_line``, only those committed before that line."""
+        tables, current = [], None
+        for number, line in enumerate(block.splitlines(), 1):
+            if line.startswith('*'):
+                current = line[1:]
+            elif line == 'COMMIT' and current:
+                if before_line is None or number < before_line:
+                    tables.append(current)
+        return tables
+
+    def _roll_back(self, committed):
+        """Put the given (family, tables) back as the save output read at the start had them."""
+        errors = []
+        for family, tables in committed:
+            if not tables:
+                continue
+            text = saved_sections(self.states[family].text, tables)
+            rc, out, err = self._restore(family, text, '--counters', '--wait=%d' % RESTORE_WAIT_SECONDS)
+            if rc != 0:
+                errors.append('%s %s: %s' % (FAMILY_LABEL[family], ','.join(tables), (err or out).strip()))
+        return errors
+
+    # -- persistence ------------------------------------------------------------
+    def save_files(self):
+        configured = self.options.get('iptables_save_files') or {}
+        if os.path.isdir('/etc/sysconfig'):
+            defaults = {4: '/etc/sysconfig/iptables', 6: '/etc/sysconfig/ip6tables'}
+        else:
+            defaults = {4: '/etc/iptables/rules.v4', 6: '/etc/iptables/rules.v6'}
+        return {4: configured.get('ipv4') or defaults[4], 6: configured.get('ipv6') or defaults[6]}
+
+    def persisted_lines(self, rules, family):
+        """{table: {'chains', 'jumps', 'rules'}}: our lines in a save file, as they are live."""
+        ours = {}
+        for table_name, chains in desired_chains(rules or [], family).items():
+            ordered = [OUR_CHAINS[section][1] for section in SECTION_ORDER if OUR_CHAINS[section][1] in chains]
+            ours[table_name] = {
+                'chains': [':%s - [0:0]' % chain for chain in ordered],
+                'jumps': dict((self.base_chain(SECTION_OF_CHAIN[chain]),
+                               '-A %s %s' % (self.base_chain(SECTION_OF_CHAIN[chain]), jump_spec(chain)))
+                              for chain in ordered),
+                'rules': [format_kernel_rule(kernel_rule) for chain in ordered for kernel_rule in chains[chain]],
+            }
+        return ours
+
+    def persist(self, rules, check_mode):
+        changed = False
+        for family, path in sorted(self.save_files().items()):
+            ours = self.persisted_lines(rules, family)
+            try:
+                with open(path) as handle:
+                    current = handle.read()
+            except (IOError, OSError):
+                current = None
+            if current is None and not ours:
+                continue
+            merged = merge_save_file(current or '', ours)
+            if merged is None:
+                changed = remove_file(path, check_mode) or changed
+            else:
+                changed = write_file_atomic(path, merged, check_mode, mode=0o600) or changed
+        return changed
+
+    def persistence_files(self):
+        return [path for _family, path in sorted(self.save_files().items())]
+
+
+def saved_sections(text, tables):
+    """Restore input that puts ``tables`` back as ``text`` (save output) had them; empty when absent there."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        if line.startswith('*'):
+            current = line[1:].strip()
+            sections[current] = [line]
+        elif current is not None:
+            sections[current].append(line)
+            if line.strip() == 'COMMIT':
+                current = None
+    output = []
+    for table in tables:
+        output += sections.get(table, ['*' + table, 'COMMIT'])
+    return '\n'.join(output) + '\n'
