@@ -1,0 +1,433 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The rule -> community.windows.win_firewall_rule mapping, on the example estate.
+
+Rules are computed with the real matrix code from the role's real matrix and
+inventory/example; every generated argument set is checked against the
+documentation of win_firewall_rule itself (names, types, choices), and the
+role's own win_firewall_rule tasks are checked to pass exactly those names.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import os
+
+import pytest
+import yaml
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.lync.xmpp_federation.plugins.filter.windows_firewall_rules import (
+    FilterModule,
+    stale_rule_names,
+    windows_firewall_plan,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.matrix import host_rules
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError
+
+COLLECTION = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+EXAMPLE = os.path.join(COLLECTION, 'inventory', 'example', 'hosts.yml')
+DEFAULTS = os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'defaults', 'main.yml')
+WINDOWS_TASKS = os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', 'windows.yml')
+GROUP = 'Lync XMPP Federation'
+ALL_PROFILES = ['domain', 'private', 'public']
+WIN_FIREWALL_RULE = 'community.windows.win_firewall_rule'
+
+
+# -- the example estate, read the way the inventory plugin reads it ------------
+
+def load_inventory(path=EXAMPLE):
+    """hosts.yml -> (hostvars, groups), children flattened into their parents."""
+    with open(path) as handle:
+        data = yaml.safe_load(handle)
+    hostvars, groups = {}, {'all': []}
+
+    def walk(name, group):
+        members = []
+        for host, variables in ((group or {}).get('hosts') or {}).items():
+            hostvars.setdefault(host, {}).update(variables or {})
+            members.append(host)
+        for child, child_group in ((group or {}).get('children') or {}).items():
+            members.extend(walk(child, child_group))
+        groups[name] = sorted(set(groups.get(name, []) + members))
+        return members
+
+    walk('all', data['all'])
+    return hostvars, groups
+
+
+def load_matrix():
+    with open(DEFAULTS) as handle:
+        return yaml.safe_load(handle)['xmpp_firewall_matrix']
+
+
+MATRIX = load_matrix()
+HOSTVARS, GROUPS = load_inventory()
+WINDOWS_HOSTS = sorted(GROUPS['lync_windows'])
+
+
+def plan(host, hostvars=None, groups=None, matrix=None, existing=None, group=GROUP, profiles=None, **narrowing):
+    rules = host_rules(matrix or MATRIX, host, hostvars or HOSTVARS, groups or GROUPS, **narrowing)
+    return windows_firewall_plan(rules, group=group, profiles=profiles or ALL_PROFILES, host=host,
+                                 existing=existing)
+
+
+def by_name(arguments):
+    return dict((args['name'], args) for args in arguments)
+
+
+# -- the mapping ---------------------------------------------------------------
+
+def test_example_windows_hosts_are_the_edges_and_front_ends():
+    assert WINDOWS_HOSTS == ['edge01', 'edge02', 'fe01', 'fe02']
+
+
+def test_edge_inbound_rules_use_the_local_address_and_local_port():
+    rules = by_name(plan('edge01')['rules'])
+    inbound = rules['Lync XMPP Federation - xmpp-s2s-inbound-ipv4']
+    assert inbound['direction'] == 'in'
+    assert inbound['localip'] == '198.51.100.10'
+    assert inbound['localport'] == '5269'
+    assert inbound['remoteip'] == 'any'
+    assert inbound['remoteport'] == 'any'
+    assert inbound['protocol'] == 'tcp'
+    assert inbound['action'] == 'allow'
+    inbound6 = rules['Lync XMPP Federation - xmpp-s2s-inbound-ipv6']
+    assert inbound6['localip'] == '2001:db8:10::10'
+    gateway = rules['Lync XMPP Federation - xmpp-gateway-internal-ipv4']
+    assert (gateway['direction'], gateway['localip'], gateway['localport'], gateway['remoteip']) == \
+        ('in', '198.51.100.140', '23456', 'any')
+
+
+def test_edge_outbound_rule_uses_the_local_address_and_remote_port():
+    outbound = by_name(plan('edge01')['rules'])['Lync XMPP Federation - xmpp-s2s-outbound-ipv4']
+    assert outbound['direction'] == 'out'
+    assert outbound['localip'] == '198.51.100.10'
+    assert outbound['localport'] == 'any'
+    assert outbound['remoteport'] == '5269'
+    assert outbound['remoteip'] == 'any'
+
+
+def test_interface_address_with_prefix_length_becomes_the_host_address():
+    # edge02's external address is written 198.51.100.11/27: the rule is for that host, not its subnet.
+    rules = by_name(plan('edge02')['rules'])
+    assert rules['Lync XMPP Federation - xmpp-s2s-inbound-ipv4']['localip'] == '198.51.100.11'
+    assert rules['Lync XMPP Federation - xmpp-gateway-internal-ipv6']['localip'] == '2001:db8:20::11'
+    # No IPv6 external address, no IPv6 5269 rule.
+    assert 'Lync XMPP Federation - xmpp-s2s-inbound-ipv6' not in rules
+
+
+def test_front_end_reaches_every_edge_internal_address():
+    rules = by_name(plan('fe01')['rules'])
+    assert sorted(rules) == ['Lync XMPP Federation - xmpp-gateway-internal-ipv4',
+                             'Lync XMPP Federation - xmpp-gateway-internal-ipv6']
+    gateway = rules['Lync XMPP Federation - xmpp-gateway-internal-ipv4']
+    assert gateway['direction'] == 'out'
+    assert gateway['localip'] == 'any'
+    assert gateway['localport'] == 'any'
+    assert gateway['remoteip'] == '198.51.100.140,198.51.100.141'
+    assert gateway['remoteport'] == '23456'
+    assert rules['Lync XMPP Federation - xmpp-gateway-internal-ipv6']['remoteip'] == '2001:db8:20::11'
+
+
+def test_partner_networks_narrow_the_remote_address_of_5269():
+    rules = by_name(plan('edge01', partner_networks=['198.51.100.96/27', '2001:db8:99::/48', '198.51.100.7'])['rules'])
+    assert rules['Lync XMPP Federation - xmpp-s2s-inbound-ipv4']['remoteip'] == '198.51.100.7,198.51.100.96/27'
+    assert rules['Lync XMPP Federation - xmpp-s2s-outbound-ipv4']['remoteip'] == '198.51.100.7,198.51.100.96/27'
+    assert rules['Lync XMPP Federation - xmpp-s2s-inbound-ipv6']['remoteip'] == '2001:db8:99::/48'
+    # 23456 is not a partner row.
+    assert rules['Lync XMPP Federation - xmpp-gateway-internal-ipv4']['remoteip'] == 'any'
+
+
+def test_restricting_internal_sources_makes_the_front_end_pool_the_remote_address():
+    rules = by_name(plan('edge02', restrict_internal_sources=True)['rules'])
+    assert rules['Lync XMPP Federation - xmpp-gateway-internal-ipv4']['remoteip'] == '198.51.100.200,198.51.100.201'
+    assert rules['Lync XMPP Federation - xmpp-gateway-internal-ipv6']['remoteip'] == '2001:db8:30::201'
+
+
+def test_names_are_unique_prefixed_with_the_group_and_carry_group_profiles_and_description():
+    for host in WINDOWS_HOSTS:
+        rules = host_rules(MATRIX, host, HOSTVARS, GROUPS)
+        arguments = plan(host, group='Edge XMPP', profiles=['public', 'domain'])['rules']
+        assert len(arguments) == len(rules)
+        names = [args['name'] for args in arguments]
+        assert len(set(name.casefold() for name in names)) == len(names)
+        for rule, args in zip(rules, arguments):
+            assert args['name'] == 'Edge XMPP - ' + rule['name']
+            assert args['group'] == 'Edge XMPP'
+            # Profiles in the firewall's own order, each once.
+            assert args['profiles'] == ['domain', 'public']
+            assert args['enabled'] is True and args['state'] == 'present'
+            assert args['program'] == 'any' and args['service'] == 'any'
+            # The description names the documented row and the rule.
+            assert rule['comment'] in args['description']
+            assert 'XMPP federation row' in args['description']
+            assert rule['name'] in args['description']
+
+
+def test_description_names_the_row_number_of_the_documented_table():
+    rules = by_name(plan('edge01')['rules'])
+    assert 'row 1' in rules['Lync XMPP Federation - xmpp-s2s-inbound-ipv4']['description']
+    assert 'row 2' in rules['Lync XMPP Federation - xmpp-s2s-outbound-ipv4']['description']
+    assert 'row 3' in rules['Lync XMPP Federation - xmpp-gateway-internal-ipv4']['description']
+
+
+def test_extra_rows_port_lists_ranges_udp_and_block():
+    extra = [{'id': 'sip-test', 'transport': 'udp', 'ports': [6010, '6000-6005', 5061], 'source': ['198.51.100.64/26'],
+              'destination': 'edge_internal', 'action': 'reject', 'comment': 'extra row'}]
+    rules = by_name(plan('edge01', matrix=MATRIX + extra)['rules'])
+    extra_args = rules['Lync XMPP Federation - sip-test-ipv4']
+    assert extra_args['protocol'] == 'udp'
+    assert extra_args['localport'] == '5061,6000-6005,6010'
+    assert extra_args['remoteip'] == '198.51.100.64/26'
+    assert extra_args['action'] == 'block'
+
+
+def test_output_is_stable():
+    assert plan('edge01') == plan('edge01')
+    assert plan('fe02') == copy.deepcopy(plan('fe02'))
+
+
+# -- refusals ------------------------------------------------------------------
+
+@pytest.mark.parametrize('host', ['fw-ext01', 'fw-int01'])
+def test_forward_rules_are_refused_naming_host_and_rule(host):
+    with pytest.raises(RuleError) as error:
+        plan(host)
+    message = str(error.value)
+    assert "host '%s'" % host in message
+    assert "is a forward rule" in message
+    assert "xmpp-" in message
+
+
+def test_translation_rule_is_refused():
+    rule = {'name': 'dnat-test', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.62'],
+            'nat': 'dnat', 'nat_to': '198.51.100.11'}
+    with pytest.raises(RuleError, match="rule 'dnat-test' is a forward rule"):
+        windows_firewall_plan([rule], host='edge02')
+
+
+@pytest.mark.parametrize('profiles', [['domain', 'work'], [], 'Public', None])
+def test_bad_profiles_are_refused(profiles):
+    with pytest.raises(RuleError, match="xmpp_firewall_windows_profiles"):
+        windows_firewall_plan([], profiles=profiles, host='edge01')
+
+
+def test_single_profile_string_is_taken_as_a_list():
+    arguments = windows_firewall_plan(host_rules(MATRIX, 'edge01', HOSTVARS, GROUPS), profiles='public')['rules']
+    assert all(args['profiles'] == ['public'] for args in arguments)
+
+
+@pytest.mark.parametrize('group', ['', '   ', None, 5])
+def test_bad_group_is_refused(group):
+    with pytest.raises(RuleError, match="xmpp_firewall_windows_group"):
+        windows_firewall_plan([], group=group, host='edge01')
+
+
+def test_bad_rules_are_refused_by_the_rule_model():
+    with pytest.raises(RuleError, match="port 70000 is outside"):
+        windows_firewall_plan([{'name': 'x', 'direction': 'in', 'ports': [70000]}], host='edge01')
+
+
+def test_filter_wraps_errors_for_ansible():
+    windows_firewall_rules = FilterModule().filters()['windows_firewall_rules']
+    with pytest.raises(AnsibleFilterError, match="lync.xmpp_federation.windows_firewall_rules: host 'fw-ext01'"):
+        windows_firewall_rules(host_rules(MATRIX, 'fw-ext01', HOSTVARS, GROUPS), host='fw-ext01')
+    assert windows_firewall_rules([], host='x') == {'rules': [], 'stale': []}
+
+
+# -- stale rules -----------------------------------------------------------------
+
+def test_rules_no_longer_wanted_are_stale_and_wanted_ones_are_not():
+    wanted = [args['name'] for args in plan('edge01')['rules']]
+    existing = wanted + ['Lync XMPP Federation - xmpp-old-row', 'Lync XMPP Federation - xmpp-old-row']
+    assert plan('edge01', existing=existing)['stale'] == ['Lync XMPP Federation - xmpp-old-row']
+
+
+def test_names_compare_without_case_as_windows_does():
+    # win_firewall_rule finds a rule by name without regard to case, so a wanted rule
+    # written in another case is updated in place, and removing it "as stale" would delete the wanted rule.
+    existing = ['lync xmpp federation - XMPP-S2S-INBOUND-IPV4']
+    assert plan('edge01', existing=existing)['stale'] == []
+    assert stale_rule_names(['A - x', 'a - X', 'B'], ['a - x']) == ['B']
+
+
+def test_a_changed_address_updates_in_place_and_a_lost_family_leaves_a_stale_rule():
+    before = plan('edge02')
+    moved = copy.deepcopy(HOSTVARS)
+    # The internal interface moves and loses its IPv6 address.
+    moved['edge02']['lync_edge_internal_ip'] = '198.51.100.142'
+    after = plan('edge02', hostvars=moved, existing=[args['name'] for args in before['rules']])
+    assert after['stale'] == ['Lync XMPP Federation - xmpp-gateway-internal-ipv6']
+    gateway = by_name(after['rules'])['Lync XMPP Federation - xmpp-gateway-internal-ipv4']
+    assert gateway['localip'] == '198.51.100.142'
+
+
+def test_a_host_that_left_its_groups_loses_every_rule_of_the_group():
+    before = plan('fe01')
+    left = dict((name, [host for host in members if host != 'fe01']) for name, members in GROUPS.items())
+    after = plan('fe01', groups=left, existing=[args['name'] for args in before['rules']])
+    assert after['rules'] == []
+    assert after['stale'] == sorted(args['name'] for args in before['rules'])
+
+
+def test_a_removed_row_leaves_its_rules_stale():
+    before = plan('edge01')
+    without_outbound = [row for row in MATRIX if row['id'] != 'xmpp-s2s-outbound']
+    after = plan('edge01', matrix=without_outbound, existing=[args['name'] for args in before['rules']])
+    assert after['stale'] == ['Lync XMPP Federation - xmpp-s2s-outbound-ipv4',
+                              'Lync XMPP Federation - xmpp-s2s-outbound-ipv6']
+
+
+def test_existing_names_must_be_a_list_of_text():
+    with pytest.raises(RuleError, match='not a list of names'):
+        windows_firewall_plan([], host='edge01', existing='Lync XMPP Federation - x')
+
+
+# -- against the documentation of community.windows.win_firewall_rule -----------
+
+def _collection_roots():
+    """Where community.windows may be: the collection loader, ANSIBLE_COLLECTIONS_PATH, the checkout's .cache."""
+    roots = []
+    try:
+        import ansible_collections.community.windows as windows_collection
+        roots.extend(os.path.dirname(os.path.dirname(os.path.dirname(path)))
+                     for path in getattr(windows_collection, '__path__', []))
+    except ImportError:
+        pass
+    for entry in os.environ.get('ANSIBLE_COLLECTIONS_PATH', os.environ.get('ANSIBLE_COLLECTIONS_PATHS', '')).split(
+            os.pathsep):
+        if entry:
+            roots.extend([entry, os.path.dirname(entry)])
+    # The collection tree itself, and the checkout it was copied from (scripts/test.sh extracts it there).
+    roots.append(os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION))))
+    roots.append(os.path.join(COLLECTION, '.cache', 'collections'))
+    return roots
+
+
+def _win_firewall_rule_documentation():
+    for root in _collection_roots():
+        for base in (root, os.path.join(root, 'ansible_collections')):
+            module_dir = os.path.join(base, 'community', 'windows', 'plugins', 'modules')
+            for name in ('win_firewall_rule.py', 'win_firewall_rule.yml'):
+                path = os.path.join(module_dir, name)
+                if os.path.isfile(path):
+                    return path, _documentation_from(path)
+    return None, None
+
+
+def _documentation_from(path):
+    with open(path) as handle:
+        text = handle.read()
+    if path.endswith('.yml'):
+        return yaml.safe_load(text)['DOCUMENTATION']
+    start = text.index("DOCUMENTATION = r'''") + len("DOCUMENTATION = r'''")
+    return yaml.safe_load(text[start:text.index("'''", start)])
+
+
+DOC_PATH, DOCUMENTATION = _win_firewall_rule_documentation()
+needs_documentation = pytest.mark.skipif(
+    DOCUMENTATION is None,
+    reason='community.windows is not installed (bash scripts/setup.sh extracts it into .cache/collections and '
+           'scripts/test.sh makes it visible to ansible-test): cannot read the documentation of win_firewall_rule')
+
+TYPES = {'str': (str,), 'bool': (bool,), 'int': (int,), 'list': (list,), 'dict': (dict,), 'path': (str,)}
+
+
+def documented_options():
+    options = {}
+    for name, spec in DOCUMENTATION['options'].items():
+        options[name] = spec
+        for alias in spec.get('aliases') or []:
+            options[alias] = spec
+    return options
+
+
+def check_against_documentation(arguments):
+    """Problems with one win_firewall_rule argument set, as the module's own documentation defines it."""
+    options = documented_options()
+    problems = []
+    if 'name' not in arguments and 'group' not in arguments:
+        problems.append('neither name nor group (the module requires one)')
+    for key, value in sorted(arguments.items()):
+        spec = options.get(key)
+        if spec is None:
+            problems.append('%s: not a documented option' % key)
+            continue
+        kind = spec.get('type', 'str')
+        if not isinstance(value, TYPES[kind]) or (kind != 'bool' and isinstance(value, bool)):
+            problems.append('%s: %r is not of type %s' % (key, value, kind))
+            continue
+        values = value if kind == 'list' else [value]
+        if kind == 'list' and spec.get('elements'):
+            problems.extend('%s: element %r is not of type %s' % (key, element, spec['elements'])
+                            for element in values if not isinstance(element, TYPES[spec['elements']]))
+        if spec.get('choices'):
+            problems.extend('%s: %r is not one of %s' % (key, element, spec['choices'])
+                            for element in values if element not in spec['choices'])
+    return problems
+
+
+def all_generated_argument_sets():
+    sets = []
+    extra = [{'id': 'extra', 'transport': 'udp', 'ports': ['6000-6005'], 'source': ['2001:db8:99::/48'],
+              'destination': 'edge_external', 'action': 'drop', 'comment': 'extra row'}]
+    for host in WINDOWS_HOSTS:
+        for narrowing in ({}, {'partner_networks': ['198.51.100.96/27', '2001:db8:99::/48'],
+                               'restrict_internal_sources': True}):
+            for profiles in (ALL_PROFILES, ['public'], ['domain', 'private']):
+                sets.extend(plan(host, profiles=profiles, matrix=MATRIX + extra, **narrowing)['rules'])
+    return sets
+
+
+@needs_documentation
+def test_the_checker_itself_finds_misspelt_and_invalid_arguments():
+    good = plan('edge01')['rules'][0]
+    assert check_against_documentation(good) == []
+    for bad, expected in (({'local_port': '5269'}, 'local_port: not a documented option'),
+                          ({'direction': 'inbound'}, "direction: 'inbound' is not one of"),
+                          ({'action': 'accept'}, "action: 'accept' is not one of"),
+                          ({'enabled': 'yes'}, 'enabled: '),
+                          ({'profiles': 'public'}, 'profiles: '),
+                          ({'localport': 5269}, 'localport: 5269 is not of type str')):
+        arguments = dict(good, **bad)
+        problems = check_against_documentation(arguments)
+        assert any(expected in problem for problem in problems), (bad, problems)
+    assert check_against_documentation({'state': 'absent'}) == ['neither name nor group (the module requires one)']
+
+
+@needs_documentation
+def test_every_generated_argument_set_is_valid_for_win_firewall_rule():
+    sets = all_generated_argument_sets()
+    assert len(sets) > 50
+    problems = dict((args['name'], check_against_documentation(args)) for args in sets)
+    assert dict((name, found) for name, found in problems.items() if found) == {}, DOC_PATH
+
+
+@needs_documentation
+def test_removal_argument_sets_of_the_role_are_valid_for_win_firewall_rule():
+    assert check_against_documentation({'name': 'Lync XMPP Federation - xmpp-old-row', 'state': 'absent'}) == []
+    assert check_against_documentation({'group': GROUP, 'state': 'absent'}) == []
+
+
+@needs_documentation
+def test_the_role_passes_exactly_the_generated_arguments_and_only_documented_ones():
+    with open(WINDOWS_TASKS) as handle:
+        tasks = yaml.safe_load(handle)
+    calls = [task for task in tasks if WIN_FIREWALL_RULE in task]
+    assert len(calls) == 3
+    options = documented_options()
+    generated = set(plan('edge01')['rules'][0])
+    create = [task for task in calls if task.get('loop_control', {}).get('label') == '{{ item.name }}']
+    assert len(create) == 1
+    create_args = create[0][WIN_FIREWALL_RULE]
+    # Every generated argument reaches the module, under its own name.
+    assert set(create_args) == generated
+    assert all(value == '{{ item.%s }}' % key for key, value in create_args.items())
+    for task in calls:
+        assert set(task[WIN_FIREWALL_RULE]) <= set(options), task['name']
