@@ -194,8 +194,11 @@ def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_feder
     })
     tree = tempfile.mkdtemp(prefix='lync-xmpp-result-')
     # The tree callback (-t) writes each host's result as JSON: no output scraping.
+    # The interpreter goes in as an extra var too: for the implicit localhost, ansible sets
+    # ansible_python_interpreter to its own python, which outranks ANSIBLE_PYTHON_INTERPRETER and would
+    # run the module in the machine's own network namespace.
     argv = [os.path.join(VENV_BIN, 'ansible'), 'localhost', '-c', 'local', '-m', module, '-a', json.dumps(args),
-            '-t', tree]
+            '-e', json.dumps({'ansible_python_interpreter': namespace.interpreter}), '-t', tree]
     if check:
         argv.append('--check')
     if diff:
