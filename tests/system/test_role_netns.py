@@ -1,0 +1,433 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The role and the playbooks through ansible-playbook, against network namespaces standing in for hosts.
+
+A Linux Edge (a namespace whose base input chain drops everything it is not
+told to accept, as a hardened host does) gets the role through import_role,
+include_role and roles:, from plays with gather_facts: false; the kernel and
+real TCP connections show what the role did. The verify playbook is run
+against a small estate of namespaces on one bridge, once with every flow open
+and once with one listener gone.
+
+Needs root; every namespace is named lxD-*, and deleted at the end.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+
+import pytest
+
+from netlab import VENV_BIN, COLLECTIONS, Namespace, address, link, sh
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='network namespaces need root')
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+
+EDGE_EXTERNAL4, EDGE_EXTERNAL6 = '198.51.100.10', '2001:db8:10::10'
+EDGE_INTERNAL4 = '198.51.100.140'
+PEER_EXTERNAL4, PEER_EXTERNAL6, PEER_INTERNAL4 = '198.51.100.20', '2001:db8:10::20', '198.51.100.150'
+NOT_IN_MATRIX_PORT = 5270
+
+FOREIGN_NFT = textwrap.dedent('''\
+    table inet filter {
+        chain input {
+            type filter hook input priority filter; policy drop;
+            ct state established,related accept
+            iifname "lo" accept
+            tcp dport 22 accept comment "admin ssh"
+        }
+        chain output {
+            type filter hook output priority filter; policy accept;
+        }
+    }
+    ''')
+
+
+def ansible_env():
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
+        'ANSIBLE_ROLES_PATH': os.path.join(REPO, 'roles'),
+        'ANSIBLE_HOST_KEY_CHECKING': '0',
+        'ANSIBLE_LOCALHOST_WARNING': '0',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
+        'ANSIBLE_RETRY_FILES_ENABLED': '0',
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_FORCE_COLOR': '0',
+        'ANSIBLE_STDOUT_CALLBACK': 'default',
+    })
+    return env
+
+
+class Run(object):
+    def __init__(self, proc):
+        self.rc, self.out = proc.returncode, proc.stdout + proc.stderr
+
+    def recap(self, host):
+        """The host's PLAY RECAP counters, summed over plays: {'ok': n, 'changed': n, ...}."""
+        counters = {}
+        for match in re.finditer(r'^%s\s+:\s+(.*)$' % re.escape(host), self.out, re.M):
+            for key, value in re.findall(r'(\w+)=(\d+)', match.group(1)):
+                counters[key] = counters.get(key, 0) + int(value)
+        assert counters, 'no PLAY RECAP for %s in:\n%s' % (host, self.out)
+        return counters
+
+
+def playbook(path, inventory, *args, **kwargs):
+    expect_rc = kwargs.pop('expect_rc', 0)
+    proc = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', inventory, path] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          env=ansible_env(), cwd=REPO, timeout=300)
+    run = Run(proc)
+    if expect_rc is not None:
+        assert run.rc == expect_rc, 'ansible-playbook %s %s: rc %d\n%s' % (path, ' '.join(args), run.rc, run.out)
+    return run
+
+
+class EdgeLab(object):
+    """An Edge namespace (the host under test) and a peer namespace on one veth link."""
+
+    def __init__(self, workdir, backend):
+        self.workdir, self.backend = workdir, backend
+        self.namespaces = []
+        self.edge = self._add('lxD-e')
+        self.peer = self._add('lxD-p')
+        link(self.edge, 'eth0', self.peer, 'eth0')
+        address(self.edge, 'eth0', EDGE_EXTERNAL4 + '/24', EDGE_INTERNAL4 + '/24', EDGE_EXTERNAL6 + '/64')
+        address(self.peer, 'eth0', PEER_EXTERNAL4 + '/24', PEER_INTERNAL4 + '/24', PEER_EXTERNAL6 + '/64')
+        # The Edge drops what it is not told to accept; the role's accept must take effect in spite of that.
+        if backend == 'nftables':
+            self.edge.run('nft', '-f', '-', input=FOREIGN_NFT)
+        else:
+            for tool in ('iptables', 'ip6tables'):
+                self.edge.run(tool, '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+                self.edge.run(tool, '-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT')
+                self.edge.run(tool, '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT')
+                self.edge.run(tool, '-P', 'INPUT', 'DROP')
+        self.foreign = self.ruleset()
+        self.edge.listen(EDGE_EXTERNAL4, [5269, NOT_IN_MATRIX_PORT], seconds=280)
+        self.edge.listen(EDGE_EXTERNAL6, [5269], seconds=280)
+        self.edge.listen(EDGE_INTERNAL4, [23456], seconds=280)
+        self.main_config = os.path.join(workdir, 'nftables.conf')
+        with open(self.main_config, 'w') as handle:
+            handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n')
+        self.inventory = os.path.join(workdir, 'hosts.yml')
+        with open(self.inventory, 'w') as handle:
+            handle.write(textwrap.dedent('''\
+                all:
+                  children:
+                    lync_edge:
+                      hosts:
+                        edge1:
+                          ansible_connection: local
+                          ansible_python_interpreter: {interpreter}
+                          lync_edge_external_ip: [{ext4}, "{ext6}"]
+                          lync_edge_internal_ip: {int4}
+                  vars:
+                    xmpp_firewall_backend: {backend}
+                    xmpp_firewall_nft_persist_file: {workdir}/nftables.d/lync-xmpp-federation.nft
+                    xmpp_firewall_nft_main_config: {workdir}/nftables.conf
+                    xmpp_firewall_iptables_save_files:
+                      ipv4: {workdir}/iptables/rules.v4
+                      ipv6: {workdir}/iptables/rules.v6
+                ''').format(interpreter=self.edge.interpreter, ext4=EDGE_EXTERNAL4, ext6=EDGE_EXTERNAL6,
+                            int4=EDGE_INTERNAL4, backend=backend, workdir=workdir))
+
+    def _add(self, prefix):
+        namespace = Namespace(prefix)
+        self.namespaces.append(namespace)
+        return namespace
+
+    def ruleset(self):
+        if self.backend == 'nftables':
+            return self.edge.run('nft', 'list', 'ruleset')
+        return self.edge.run('iptables-save') + self.edge.run('ip6tables-save')
+
+    def foreign_part(self):
+        """The ruleset without anything of ours: must equal the ruleset before the role ever ran."""
+        if self.backend == 'nftables':
+            text = self.edge.run('nft', 'list', 'ruleset')
+            text = re.sub(r'\n\s*chain lync_xmpp_\w+ \{.*?\n\s*\}', '', text, flags=re.S)
+            return '\n'.join(line for line in text.splitlines() if 'lync_xmpp' not in line) + '\n'
+        text = self.edge.run('iptables-save') + self.edge.run('ip6tables-save')
+        return '\n'.join(line for line in text.splitlines()
+                         if not line.startswith('#') and 'LYNC-XMPP' not in line
+                         and not re.match(r'^\[\d+:\d+\]', line)) + '\n'
+
+    def foreign_reference(self):
+        text = self.foreign
+        if self.backend == 'nftables':
+            return text
+        return '\n'.join(line for line in text.splitlines()
+                         if not line.startswith('#') and not re.match(r'^\[\d+:\d+\]', line)) + '\n'
+
+    def ours(self):
+        text = self.ruleset()
+        return 'lync_xmpp' in text or 'LYNC-XMPP' in text
+
+    def open_from_peer(self, address, port):
+        return self.peer.connects(address, port, timeout=1.0)
+
+    def delete(self):
+        for namespace in self.namespaces:
+            namespace.delete()
+
+
+def write_playbook(workdir, name, text):
+    path = os.path.join(workdir, name)
+    with open(path, 'w') as handle:
+        handle.write(textwrap.dedent(text))
+    return path
+
+
+IMPORT_PLAY = '''\
+- name: An edge build that imports the role
+  hosts: lync_edge
+  gather_facts: false
+  tasks:
+    - name: Something of the edge build before the firewall
+      ansible.builtin.debug:
+        msg: edge build step
+    - name: Open the XMPP federation paths
+      ansible.builtin.import_role:
+        name: lync.xmpp_federation.xmpp_firewall
+'''
+
+INCLUDE_PLAY = '''\
+- name: An edge build that includes the role
+  hosts: lync_edge
+  gather_facts: false
+  tasks:
+    - name: Open the XMPP federation paths
+      ansible.builtin.include_role:
+        name: lync.xmpp_federation.xmpp_firewall
+        apply:
+          tags: [xmpp_firewall]
+      tags: [xmpp_firewall]
+    - name: Nothing but xmpp_firewall_* variables were set by the role
+      ansible.builtin.assert:
+        that:
+          - query('ansible.builtin.varnames', '^xmpp_firewall__') | length > 0
+          # No facts were gathered: the connection told the platform.
+          - ansible_facts.keys() | list | length == 0
+'''
+
+ABSENT_PLAY = '''\
+- name: An edge build that takes the paths away again
+  hosts: lync_edge
+  gather_facts: false
+  tasks:
+    - name: Remove the XMPP federation paths
+      ansible.builtin.import_role:
+        name: lync.xmpp_federation.xmpp_firewall
+      vars:
+        xmpp_firewall_state: absent
+'''
+
+
+@pytest.fixture(params=['nftables', 'iptables'])
+def edge_lab(request):
+    workdir = tempfile.mkdtemp(prefix='lxD-role-')
+    lab = None
+    try:
+        lab = EdgeLab(workdir, request.param)
+        yield lab
+    finally:
+        if lab is not None:
+            lab.delete()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_role_applies_idempotently_checks_and_removes(edge_lab):
+    lab = edge_lab
+    import_play = write_playbook(lab.workdir, 'import.yml', IMPORT_PLAY)
+    include_play = write_playbook(lab.workdir, 'include.yml', INCLUDE_PLAY)
+    absent_play = write_playbook(lab.workdir, 'absent.yml', ABSENT_PLAY)
+    assert not lab.open_from_peer(EDGE_EXTERNAL4, 5269), 'the base policy must drop before the role runs'
+
+    # Check mode on a bare host: shows what would change, changes nothing.
+    run = playbook(import_play, lab.inventory, '--check', '--diff')
+    assert run.recap('edge1')['changed'] == 1
+    assert 'xmpp-s2s-inbound-ipv4' in run.out and 'xmpp-gateway-internal-ipv4' in run.out
+    assert not lab.ours()
+
+    # First run (import_role, gather_facts: false): changed, and the paths open for real.
+    run = playbook(import_play, lab.inventory)
+    assert run.recap('edge1')['changed'] == 1
+    assert run.recap('edge1')['failed'] == 0
+    assert lab.open_from_peer(EDGE_EXTERNAL4, 5269)
+    assert lab.open_from_peer(EDGE_EXTERNAL6, 5269)
+    assert lab.open_from_peer(EDGE_INTERNAL4, 23456)
+    assert not lab.open_from_peer(EDGE_EXTERNAL4, NOT_IN_MATRIX_PORT)
+    # 23456 is opened on the internal address only.
+    assert not lab.open_from_peer(EDGE_EXTERNAL4, 23456)
+    assert lab.foreign_part() == lab.foreign_reference()
+    persisted = os.listdir(os.path.join(lab.workdir, 'nftables.d' if lab.backend == 'nftables' else 'iptables'))
+    assert persisted
+
+    # Second run, through include_role with the tag: nothing to change.
+    run = playbook(include_play, lab.inventory, '--tags', 'xmpp_firewall')
+    assert run.recap('edge1')['changed'] == 0
+    assert run.recap('edge1')['failed'] == 0
+
+    # Check and diff mode on the converged host: nothing to change, no diff.
+    run = playbook(include_play, lab.inventory, '--check', '--diff')
+    assert run.recap('edge1')['changed'] == 0
+    assert '+++' not in run.out and '---' not in run.out.replace('PLAY RECAP', '')
+
+    # A changed inventory (partner networks narrow 5269) is a change, applied in one step.
+    run = playbook(import_play, lab.inventory, '-e', '{"xmpp_firewall_partner_networks": ["198.51.100.128/25"]}')
+    assert run.recap('edge1')['changed'] == 1
+    assert not lab.open_from_peer(EDGE_EXTERNAL4, 5269)
+    assert not lab.open_from_peer(EDGE_EXTERNAL6, 5269)
+    assert lab.open_from_peer(EDGE_INTERNAL4, 23456)
+
+    # state absent removes everything of ours and nothing else; a second absent changes nothing.
+    run = playbook(absent_play, lab.inventory)
+    assert run.recap('edge1')['changed'] == 1
+    assert not lab.ours()
+    assert not lab.open_from_peer(EDGE_INTERNAL4, 23456)
+    assert lab.foreign_part() == lab.foreign_reference()
+    run = playbook(absent_play, lab.inventory)
+    assert run.recap('edge1')['changed'] == 0
+
+
+def test_site_and_remove_playbooks_and_bad_input(edge_lab):
+    lab = edge_lab
+    run = playbook('lync.xmpp_federation.site', lab.inventory)
+    assert run.recap('edge1')['changed'] == 1
+    assert lab.open_from_peer(EDGE_EXTERNAL4, 5269)
+    run = playbook('lync.xmpp_federation.site', lab.inventory, '--check', '--diff')
+    assert run.recap('edge1')['changed'] == 0
+
+    # Bad input fails before anything is changed, naming host, variable and value.
+    run = playbook('lync.xmpp_federation.site', lab.inventory, '-e',
+                   '{"xmpp_firewall_partner_networks": ["198.51.100.300/24"]}', expect_rc=2)
+    assert "host 'edge1'" in run.out and 'xmpp_firewall_partner_networks' in run.out
+    assert '198.51.100.300/24' in run.out
+    assert lab.open_from_peer(EDGE_EXTERNAL4, 5269)
+    # The role's argument spec refuses a bad choice.
+    run = playbook('lync.xmpp_federation.site', lab.inventory, '-e', 'xmpp_firewall_backend=pf', expect_rc=2)
+    assert 'xmpp_firewall_backend' in run.out and 'pf' in run.out
+
+    run = playbook('lync.xmpp_federation.remove', lab.inventory)
+    assert run.recap('edge1')['changed'] == 1
+    assert not lab.ours()
+    assert not lab.open_from_peer(EDGE_EXTERNAL4, 5269)
+
+
+# -- the verify playbook ---------------------------------------------------------
+
+class Estate(object):
+    """Front End, Edge, partner and an Internet vantage point, on one bridge."""
+
+    HOSTS = {
+        'fe1': ['198.51.100.200/24'],
+        'edge1': ['198.51.100.10/24', '198.51.100.140/24'],
+        'partner1': ['198.51.100.30/24'],
+        'vantage1': ['198.51.100.40/24'],
+    }
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.namespaces = {}
+        self.hub = Namespace('lxD-h')
+        self.hub.run('ip', 'link', 'add', 'br0', 'type', 'bridge')
+        self.hub.run('ip', 'link', 'set', 'br0', 'up')
+        lines = ['all:', '  children:']
+        groups = {'lync_front_end': 'fe1', 'lync_edge': 'edge1', 'internet': 'partner1 vantage1'}
+        for name, cidrs in sorted(self.HOSTS.items()):
+            namespace = Namespace('lxD-' + name[0])
+            self.namespaces[name] = namespace
+            link(namespace, 'eth0', self.hub, 'p' + name)
+            self.hub.run('ip', 'link', 'set', 'p' + name, 'master', 'br0')
+            address(namespace, 'eth0', *cidrs)
+        for group, members in sorted(groups.items()):
+            lines += ['    %s:' % group, '      hosts:']
+            for name in members.split():
+                lines += ['        %s:' % name,
+                          '          ansible_connection: local',
+                          '          ansible_python_interpreter: %s' % self.namespaces[name].interpreter]
+                if name == 'edge1':
+                    lines += ['          lync_edge_external_ip: 198.51.100.10/24',
+                              '          lync_edge_internal_ip: [198.51.100.140]']
+        self.inventory = os.path.join(workdir, 'estate.yml')
+        with open(self.inventory, 'w') as handle:
+            handle.write('\n'.join(lines) + '\n')
+
+    def delete(self):
+        for namespace in self.namespaces.values():
+            namespace.delete()
+        self.hub.delete()
+
+
+@pytest.fixture
+def estate():
+    workdir = tempfile.mkdtemp(prefix='lxD-verify-')
+    lab = None
+    try:
+        lab = Estate(workdir)
+        yield lab
+    finally:
+        if lab is not None:
+            lab.delete()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def table_rows(out):
+    rows = {}
+    for line in out.splitlines():
+        match = re.search(r'"(xmpp-[a-z0-9-]+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s+([a-z ]+?)"', line)
+        if match:
+            rows[match.group(1, 2, 3, 4)] = (match.group(5), match.group(6))
+    return rows
+
+
+def test_verify_playbook_proves_each_row_and_fails_on_a_closed_flow(estate):
+    edge, partner = estate.namespaces['edge1'], estate.namespaces['partner1']
+    edge.listen('198.51.100.140', [23456], seconds=200)
+    edge.listen('198.51.100.10', [5269], seconds=200)
+    partner.listen('198.51.100.30', [5269], seconds=200)
+    extra = ['-e', 'xmpp_firewall_verify_partner=198.51.100.30', '-e', 'xmpp_firewall_verify_vantage=vantage1',
+             '-e', 'xmpp_firewall_verify_timeout=2']
+
+    run = playbook('lync.xmpp_federation.verify', estate.inventory, *extra)
+    rows = table_rows(run.out)
+    assert rows == {
+        ('xmpp-gateway-internal', 'fe1', '198.51.100.140', '23456'): ('open', 'open'),
+        ('xmpp-s2s-outbound', 'edge1', '198.51.100.30', '5269'): ('open', 'open'),
+        ('xmpp-s2s-inbound', 'vantage1', '198.51.100.10', '5269'): ('open', 'open'),
+    }, run.out
+    assert 'All 3 checks passed' in run.out
+
+    # The partner stops listening: row 2 fails, the others still pass, and the play fails at the end.
+    for proc in partner._processes:
+        proc.kill()
+        proc.wait()
+    partner._processes = []
+    run = playbook('lync.xmpp_federation.verify', estate.inventory, *extra, expect_rc=2)
+    rows = table_rows(run.out)
+    assert rows[('xmpp-s2s-outbound', 'edge1', '198.51.100.30', '5269')] == ('open', 'closed')
+    assert rows[('xmpp-s2s-inbound', 'vantage1', '198.51.100.10', '5269')] == ('open', 'open')
+    assert '1 of 3 checks failed' in run.out
+
+
+def test_verify_playbook_refuses_to_prove_nothing(estate):
+    run = playbook('lync.xmpp_federation.verify', estate.inventory, '-l', 'partner1,localhost', expect_rc=2)
+    assert 'No check could be planned' in run.out
+
+
+def test_namespaces_are_gone():
+    # Runs last in this file: nothing named lxD-* may be left behind by the tests above.
+    leftovers = [line for line in sh('ip', 'netns', 'list').splitlines() if line.startswith('lxD-')]
+    assert leftovers == []
