@@ -30,10 +30,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import re
+
+from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     ACTIONS,
+    COMMENT_FORBIDDEN,
     NAME_PATTERN,
     PROTOCOLS,
     RuleError,
@@ -70,6 +74,10 @@ NARROWINGS = (PARTNERS, FRONT_END)
 ROW_FIELDS = ('id', 'application', 'transport', 'ports', 'source', 'destination', 'action',
               'any_narrowed_to', 'comment', 'reference')
 ROW_REQUIRED = ('id', 'transport', 'ports', 'source', 'destination')
+ROW_ID_MAX = 40
+# Rule names are at most 64 characters (rule_model.NAME_PATTERN); '-ipv4'/'-ipv6' takes 5 of them.
+FAMILY_SUFFIX_LENGTH = 5
+RULE_NAME_MAX = 64
 
 
 def _row_where(index, row):
@@ -103,18 +111,24 @@ def normalize_row(row, index, host_where):
     for field in ROW_REQUIRED:
         if row.get(field) in (None, '', []):
             raise RuleError("%s: field '%s' is required" % (where, field))
-    if not isinstance(row['id'], str) or not NAME_PATTERN.match(row['id']) or len(row['id']) > 40:
-        raise RuleError("%s: field 'id': %r must be 1-40 letters, digits, '.', '_' or '-'" % (where, row['id']))
+    if not isinstance(row['id'], str) or not NAME_PATTERN.match(row['id']) or len(row['id']) > ROW_ID_MAX:
+        raise RuleError("%s: field 'id': %r must be 1-%d letters, digits, '.', '_' or '-', starting with a letter "
+                        "or digit" % (where, row['id'], ROW_ID_MAX))
     transport = row['transport']
     if not isinstance(transport, str) or transport.lower() not in PROTOCOLS:
         raise RuleError("%s: field 'transport': unknown transport %r (known: %s)"
                         % (where, transport, ', '.join(PROTOCOLS)))
     action = row.get('action') or 'accept'
-    if action not in ACTIONS:
+    if not isinstance(action, str) or action.lower() not in ACTIONS:
         raise RuleError("%s: field 'action': %r is not one of %s" % (where, action, ', '.join(ACTIONS)))
     narrowed = row.get('any_narrowed_to')
     if narrowed not in (None, '') and narrowed not in NARROWINGS:
         raise RuleError("%s: field 'any_narrowed_to': %r is not one of %s" % (where, narrowed, ', '.join(NARROWINGS)))
+    comment = row.get('comment') or ''
+    # Checked here, not only in the rule model, so that the error names the row.
+    if not isinstance(comment, str) or COMMENT_FORBIDDEN.search(comment):
+        raise RuleError("%s: field 'comment': %r must be text without quotes, backslashes or control characters"
+                        % (where, comment))
     source = _endpoint(row, 'source', where)
     destination = _endpoint(row, 'destination', where)
     edge_ends = set(end for end in (source, destination) if end in (EDGE_EXTERNAL, EDGE_INTERNAL))
@@ -127,16 +141,45 @@ def normalize_row(row, index, host_where):
         'ports': normalize_ports(row['ports'], "%s: field 'ports'" % where),
         'source': source,
         'destination': destination,
-        'action': action,
+        'action': action.lower(),
         'any_narrowed_to': narrowed or None,
-        'comment': (row.get('comment') or '').strip(),
+        'comment': comment.strip(),
         'side': 'external' if EDGE_EXTERNAL in edge_ends else 'internal',
         'both_edge_ends': len(edge_ends) == 2 or source == destination,
     }
 
 
-def _safe_name(text):
-    return re.sub(r'[^A-Za-z0-9_.-]', '_', str(text))
+def _bare(host_network):
+    """'198.51.100.7/32' -> '198.51.100.7'."""
+    return host_network.split('/')[0]
+
+
+def _host_tag(text, room):
+    """A host name as part of a rule name: stable, at most ``room`` characters.
+
+    Characters a rule name cannot hold become '_'; a name that then no longer
+    fits, or was changed (so two hosts could meet on one tag), is cut and given
+    a short digest of the real name, which keeps it unique and stable.
+    """
+    text = str(text)
+    tag = re.sub(r'[^A-Za-z0-9_.-]', '_', text)
+    if tag == text and len(tag) <= room:
+        return tag
+    digest = hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]
+    return '%s-%s' % (tag[:max(room - len(digest) - 1, 0)], digest) if room > len(digest) else digest[:room]
+
+
+def _boolean(value, where):
+    """Booleans as inventories write them: true/false, yes/no, on/off, 1/0 (an INI inventory gives strings)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, int)):
+        normalized = value.strip().lower() if isinstance(value, str) else value
+        if normalized in BOOLEANS_TRUE:
+            return True
+        if normalized in BOOLEANS_FALSE:
+            return False
+    raise RuleError('%s: %r is not a boolean' % (where, value))
 
 
 class _Inventory(object):
@@ -154,10 +197,8 @@ class _Inventory(object):
         self.partners = normalize_networks(partner_networks, self.partner_where)
         if restrict_internal_sources is None:
             restrict_internal_sources = own.get(VAR_RESTRICT, False)
-        if not isinstance(restrict_internal_sources, bool):
-            raise RuleError("host '%s': variable '%s': %r is not a boolean" % (host, VAR_RESTRICT,
-                                                                              restrict_internal_sources))
-        self.restrict_internal_sources = restrict_internal_sources
+        self.restrict_internal_sources = _boolean(restrict_internal_sources,
+                                                  "host '%s': variable '%s'" % (host, VAR_RESTRICT))
 
     def vars(self, host):
         try:
@@ -167,9 +208,6 @@ class _Inventory(object):
 
     def group(self, name):
         return list(self.groups.get(name) or [])
-
-    def member(self, name):
-        return self.host in (self.groups.get(name) or ())
 
     def _addresses(self, host, variable, required, fallback=None):
         key = (host, variable)
@@ -192,11 +230,12 @@ class _Inventory(object):
         return self._cache[key]
 
     def edges(self):
-        """The Edge pool; every Edge must carry both interface variables, whichever this host needs."""
+        """The Edge pool; every Edge must carry valid interface variables, whichever this host needs."""
         edges = self.group(GROUP_EDGE)
         for edge in edges:
             self._addresses(edge, VAR_EDGE_EXTERNAL, required=True)
             self._addresses(edge, VAR_EDGE_INTERNAL, required=True)
+            self.edge_public(edge)
         return edges
 
     def edge_addresses(self, edge, endpoint):
@@ -204,7 +243,34 @@ class _Inventory(object):
         return self._addresses(edge, variable, required=True)
 
     def edge_public(self, edge):
-        return self._addresses(edge, VAR_EDGE_PUBLIC, required=False)
+        """[(public, private), ...]: each public address with the external address it translates to (both /32, /128).
+
+        A translation is one-to-one: per address family, one public address
+        and exactly one external address of the same family.
+        """
+        key = (edge, 'translations')
+        if key not in self._cache:
+            public = self._addresses(edge, VAR_EDGE_PUBLIC, required=False)
+            external = self._addresses(edge, VAR_EDGE_EXTERNAL, required=True)
+            pairs = []
+            for family in (4, 6):
+                family_public = [address for address in public if family_of(address) == family]
+                if not family_public:
+                    continue
+                if len(family_public) > 1:
+                    raise RuleError("host '%s': variable '%s': %s are %d IPv%d addresses; an Edge is published "
+                                    "through one public address per address family"
+                                    % (edge, VAR_EDGE_PUBLIC, [_bare(address) for address in family_public],
+                                       len(family_public), family))
+                same_family = [address for address in external if family_of(address) == family]
+                if len(same_family) != 1:
+                    raise RuleError("host '%s': variable '%s': %s needs exactly one IPv%d address in '%s' to "
+                                    "translate to, found %s"
+                                    % (edge, VAR_EDGE_PUBLIC, _bare(family_public[0]), family, VAR_EDGE_EXTERNAL,
+                                       [_bare(address) for address in external if address] or 'none'))
+                pairs.append((family_public[0], same_family[0]))
+            self._cache[key] = pairs
+        return self._cache[key]
 
     def front_end_addresses(self, host):
         return self._addresses(host, VAR_FRONT_END, required=True, fallback='ansible_host')
@@ -240,6 +306,10 @@ class _Translation(object):
                                  for address in self.inv.edge_addresses(edge, endpoint))
         if endpoint == FRONT_END:
             front_ends = self.inv.group(GROUP_FRONT_END)
+            if not front_ends:
+                # An empty end would silently drop the row; "any" is not what the row says either.
+                raise RuleError("host '%s': variable '%s': row '%s' uses endpoint '%s', but group '%s' is empty"
+                                % (self.inv.host, MATRIX_VARIABLE, row['id'], FRONT_END, GROUP_FRONT_END))
             return sort_networks(address for host in front_ends for address in self.inv.front_end_addresses(host))
         return list(endpoint)
 
@@ -269,7 +339,7 @@ class _Translation(object):
                 variants.append((family, family_source, family_destination))
         for family, family_source, family_destination in variants:
             rule = {
-                'name': name + ('-ipv%d' % family if family else ''),
+                'name': name + ('-ipv%s' % family if family else ''),
                 'direction': direction,
                 'protocol': row['transport'],
                 'ports': row['ports'],
@@ -327,26 +397,18 @@ class _Translation(object):
     def translations(self, row, source, destination, source_any, destination_any):
         """An Edge behind NAT: its public address in, its external address out."""
         for edge in self.inv.edges():
-            public = self.inv.edge_public(edge)
-            if not public:
-                continue
-            external = self.inv.edge_addresses(edge, EDGE_EXTERNAL)
-            for public_address in public:
-                family = family_of(public_address)
-                same_family = [address for address in external if family_of(address) == family]
-                if len(same_family) != 1:
-                    raise RuleError("host '%s': variable '%s': %s needs exactly one %s address in '%s' to translate to, "
-                                    "found %s" % (edge, VAR_EDGE_PUBLIC, public_address.split('/')[0],
-                                                  'IPv%d' % family, VAR_EDGE_EXTERNAL,
-                                                  [address.split('/')[0] for address in external] or 'none'))
-                private = same_family[0]
-                suffix = '-%s' % _safe_name(edge)
-                if row['destination'] == EDGE_EXTERNAL:
-                    self.emit(row['id'] + '-dnat' + suffix, row, 'forward', source, [public_address],
-                              source_any, False, nat='dnat', nat_to=private.split('/')[0])
-                if row['source'] == EDGE_EXTERNAL:
-                    self.emit(row['id'] + '-snat' + suffix, row, 'forward', [private], destination,
-                              False, destination_any, nat='snat', nat_to=public_address.split('/')[0])
+            for public, private in self.inv.edge_public(edge):
+                for kind in ('dnat', 'snat'):
+                    if row['destination' if kind == 'dnat' else 'source'] != EDGE_EXTERNAL:
+                        continue
+                    prefix = '%s-%s-' % (row['id'], kind)
+                    name = prefix + _host_tag(edge, RULE_NAME_MAX - FAMILY_SUFFIX_LENGTH - len(prefix))
+                    if kind == 'dnat':
+                        self.emit(name, row, 'forward', source, [public], source_any, False,
+                                  nat='dnat', nat_to=_bare(private))
+                    else:
+                        self.emit(name, row, 'forward', [private], destination, False, destination_any,
+                                  nat='snat', nat_to=_bare(public))
 
 
 def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None):
@@ -355,11 +417,13 @@ def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_i
     if not isinstance(matrix, (list, tuple)):
         raise RuleError("%s: variable '%s': %r is not a list of rows" % (host_where, MATRIX_VARIABLE, matrix))
     groups = groups or {}
-    inventory = _Inventory(host, hostvars, groups, partner_networks, restrict_internal_sources)
+    # A host in none of our groups has nothing to do with the matrix: it costs
+    # one membership test per group, whatever the rest of the inventory holds.
     roles = [group for group in (GROUP_EDGE, GROUP_FRONT_END, GROUP_EXTERNAL_FIREWALL, GROUP_INTERNAL_FIREWALL)
-             if inventory.member(group)]
+             if host in (groups.get(group) or ())]
     if not roles:
         return []
+    inventory = _Inventory(host, hostvars, groups, partner_networks, restrict_internal_sources)
     if GROUP_EDGE in roles and len(roles) > 1:
         raise RuleError("%s: is in group '%s' and in %s; an Edge server cannot also be a Front End or a firewall"
                         % (host_where, GROUP_EDGE, ', '.join("'%s'" % group for group in roles[1:])))
