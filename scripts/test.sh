@@ -15,27 +15,71 @@ stages=("$@")
 [ "${#stages[@]}" -gt 0 ] || stages=(lint sanity units system molecule)
 
 # ansible-test wants the collection at .../ansible_collections/lync/xmpp_federation.
+# The copy holds the checkout's tracked and untracked-but-not-ignored files
+# (so .venv, .cache and lab artefacts stay out) and lives outside any git
+# checkout, where ansible-test lists the files it finds instead of asking git.
 collection_tree() {
   local root=${TMPDIR:-/tmp}/lync-xmpp-ansible-test
   local tree=$root/ansible_collections/lync/xmpp_federation
   rm -rf "$root"
   mkdir -p "$tree"
-  git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$tree/"
+  git ls-files -co --exclude-standard -z \
+    | tar --null --files-from=- --ignore-failed-read -cf - \
+    | tar -C "$tree" -xf -
+  # The collections galaxy.yml depends on sit next to ours, where ansible-test
+  # looks for them (set-up extracts them into .cache/collections).
+  local dependency
+  for dependency in $(python -c 'import yaml; print(" ".join(yaml.safe_load(open("galaxy.yml"))["dependencies"]))'); do
+    local source=.cache/collections/ansible_collections/${dependency/.//}
+    [ -d "$source" ] || { echo "collection_tree: $dependency is not in .cache/collections" >&2; continue; }
+    mkdir -p "$root/ansible_collections/${dependency%%.*}"
+    cp -a "$source" "$root/ansible_collections/${dependency/.//}"
+  done
   echo "$tree"
+}
+
+# ansible-test --venv bootstraps pip in each new venv with a get-pip script it
+# downloads from a CI file host that is out of reach here (only the package
+# index is). When that script is not cached yet, cache a stand-in that does the
+# same with the interpreter's own ensurepip and then pip-installs the pip
+# version ansible-test asks for (from the package index, as usual).
+ansible_test_pip_bootstrap() {
+  local cache=$HOME/.ansible/test/cache
+  local version
+  version=$(python -c 'from ansible_test._internal.python_requirements import get_venv_packages as p; print(p(type("P", (), {"version": "3.11"})())["pip"])')
+  local script=$cache/get_pip_${version//./_}.py
+  [ -s "$script" ] && return 0
+  mkdir -p "$cache"
+  cat > "$script" <<'PY'
+# Stand-in for get-pip.py, written by lync.xmpp_federation's scripts/test.sh:
+# ensurepip, then "pip install" of the packages ansible-test names.
+import subprocess
+import sys
+
+packages = [arg for arg in sys.argv[1:] if arg not in ('--no-setuptools', '--no-wheel')]
+subprocess.check_call([sys.executable, '-m', 'ensurepip', '--default-pip'], stdout=subprocess.DEVNULL)
+subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--quiet', '--upgrade'] + packages)
+PY
 }
 
 stage_lint() {
   ansible-lint --profile production --offline
 }
 
-stage_sanity() {
+# ansible-test runs on the copy only: the checkout's collection path must not
+# shadow it.
+ansible_test() {
   local tree; tree=$(collection_tree)
-  (cd "$tree" && ansible-test sanity --venv --python 3.11 --color no)
+  ansible_test_pip_bootstrap
+  (cd "$tree" && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH ansible-test "$@" --venv --python 3.11 --color no)
+}
+
+stage_sanity() {
+  ansible_test sanity
 }
 
 stage_units() {
-  local tree; tree=$(collection_tree)
-  (cd "$tree" && ansible-test units --venv --python 3.11 --color no)
+  ansible_test units
 }
 
 stage_system() {
