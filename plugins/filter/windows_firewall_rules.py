@@ -116,7 +116,7 @@ def _addresses(networks):
         return 'any'
     written = []
     for network in networks:
-        address, _, length = network.partition('/')
+        address, _slash, length = network.partition('/')
         host_length = '128' if ':' in address else '32'
         written.append(address if length == host_length else network)
     return ','.join(written)

@@ -21,6 +21,16 @@ import pytest
 import yaml
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+COLLECTION = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+
+if AnsibleCollectionConfig.collection_finder is None:
+    # Plain pytest from the checkout: install the collection finder that ansible-test installs itself,
+    # before the first collection import, so that the templar finds the collection's filters by name.
+    from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+    _AnsibleCollectionFinder(paths=[os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION))),
+                                    os.path.join(COLLECTION, '.cache', 'collections')])._install()  # pylint: disable=protected-access
 
 from ansible_collections.lync.xmpp_federation.plugins.filter.windows_firewall_rules import (
     FilterModule,
@@ -30,7 +40,6 @@ from ansible_collections.lync.xmpp_federation.plugins.filter.windows_firewall_ru
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.matrix import host_rules
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError
 
-COLLECTION = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 EXAMPLE = os.path.join(COLLECTION, 'inventory', 'example', 'hosts.yml')
 DEFAULTS = os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'defaults', 'main.yml')
 WINDOWS_TASKS = os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', 'windows.yml')
@@ -431,3 +440,115 @@ def test_the_role_passes_exactly_the_generated_arguments_and_only_documented_one
     assert all(value == '{{ item.%s }}' % key for key, value in create_args.items())
     for task in calls:
         assert set(task[WIN_FIREWALL_RULE]) <= set(options), task['name']
+
+
+# -- the role's own templates, rendered by Ansible's templar ------------------------
+# The Windows path cannot run here (no Windows, no PowerShell), so the role's
+# glue around the filter is rendered exactly as the role writes it.
+
+def _templar(variables):
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    return Templar(loader=DataLoader(), variables=variables)
+
+
+def render(expression, **variables):
+    from ansible.template import trust_as_template
+    with open(DEFAULTS) as handle:
+        defaults = yaml.safe_load(handle)
+    defaults.update(variables)
+    return _templar(defaults).template(trust_as_template(expression))
+
+
+def role_tasks(name):
+    with open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', name)) as handle:
+        return dict((task['name'], task) for task in yaml.safe_load(handle))
+
+
+def test_role_computes_the_rules_with_the_extra_rows_and_none_for_absent():
+    compute = role_tasks('main.yml')["Compute this host's XMPP federation rules from the matrix and the inventory"]
+    expression = compute['ansible.builtin.set_fact']['xmpp_firewall__rules']
+    extra = [{'id': 'extra', 'transport': 'tcp', 'ports': [443], 'source': 'any', 'destination': 'edge_external'}]
+    rules = render(expression, inventory_hostname='edge02', hostvars=HOSTVARS, groups=GROUPS,
+                   xmpp_firewall_extra_rows=extra, xmpp_firewall_partner_networks=['198.51.100.96/27'])
+    assert [rule['name'] for rule in rules] == [rule['name'] for rule in host_rules(
+        MATRIX + extra, 'edge02', HOSTVARS, GROUPS, partner_networks=['198.51.100.96/27'])]
+    assert 'extra-ipv4' in [rule['name'] for rule in rules]
+    # Absent needs no rules, so an inventory that no longer validates can still be cleaned up.
+    broken = copy.deepcopy(HOSTVARS)
+    del broken['edge02']['lync_edge_external_ip']
+    assert render(expression, inventory_hostname='edge02', hostvars=broken, groups=GROUPS,
+                  xmpp_firewall_state='absent') == []
+
+
+@pytest.mark.parametrize('connection, shell, os_family, platform, windows', [
+    ('winrm', None, None, 'auto', True),
+    ('psrp', None, None, 'auto', True),
+    ('ansible.builtin.psrp', None, None, 'auto', True),
+    ('ssh', 'powershell', None, 'auto', True),
+    ('ssh', 'cmd', None, 'auto', True),
+    ('ssh', None, None, 'auto', False),
+    ('ssh', 'sh', None, 'auto', False),
+    ('local', None, None, 'auto', False),
+    ('community.aws.aws_ssm', None, 'Windows', 'auto', True),
+    ('community.aws.aws_ssm', None, 'Debian', 'auto', False),
+    ('ssh', None, 'Windows', 'auto', True),
+    ('winrm', None, None, 'linux', False),
+    ('ssh', None, None, 'windows', True),
+])
+def test_role_tells_windows_from_facts_or_the_connection(connection, shell, os_family, platform, windows):
+    tasks = role_tasks('platform.yml')
+    variables = {'ansible_connection': connection, 'xmpp_firewall_platform': platform}
+    if shell:
+        variables['ansible_shell_type'] = shell
+    variables['ansible_facts'] = {'os_family': os_family} if os_family else {}
+    read = tasks['Read the platform from facts, the connection and the shell']['ansible.builtin.set_fact']
+    for name, expression in read.items():
+        variables[name] = render(expression, **variables).strip()
+    gather = tasks['Gather the minimal facts, for a connection that does not tell the platform']['when']
+    would_gather = all(render('{{ %s }}' % condition, **variables) for condition in gather)
+    # Only a connection the role cannot read, without facts, costs a fact gathering.
+    assert would_gather == (platform == 'auto' and not os_family and not shell
+                            and connection == 'community.aws.aws_ssm')
+    decide = tasks['Decide whether the host is Windows']['ansible.builtin.set_fact']['xmpp_firewall__windows']
+    assert render(decide, **variables) is windows
+
+
+def test_role_windows_tasks_map_every_rule_and_remove_only_the_stale_ones():
+    tasks = role_tasks('windows.yml')
+    rules = host_rules(MATRIX, 'edge01', HOSTVARS, GROUPS)
+    variables = {'xmpp_firewall__rules': rules, 'inventory_hostname': 'edge01',
+                 'xmpp_firewall_windows_group': 'Edge XMPP', 'xmpp_firewall_windows_profiles': ['public']}
+    mapping = tasks['Map this host\'s rules to Windows firewall rules']['ansible.builtin.set_fact']
+    arguments = render(mapping['xmpp_firewall__windows_rules'], **variables)
+    assert arguments == plan('edge01', group='Edge XMPP', profiles=['public'])['rules']
+
+    create = tasks['Create or correct each Windows firewall rule']
+    for item in arguments:
+        rendered = dict((key, render(value, item=item)) for key, value in create[WIN_FIREWALL_RULE].items())
+        assert rendered == item
+        assert check_against_documentation(rendered) == [] if DOCUMENTATION else True
+
+    remove = tasks['Remove the rules of our group that are no longer wanted']
+    listing = {'output': [args['name'] for args in arguments] + ['Edge XMPP - xmpp-old-row']}
+    assert render(remove['loop'], xmpp_firewall__windows_listing=listing, **variables) == ['Edge XMPP - xmpp-old-row']
+    # With state absent the listing is skipped; the loop must still render (to nothing).
+    emptied = dict(variables)
+    emptied['xmpp_firewall__rules'] = []
+    assert render(remove['loop'], xmpp_firewall__windows_listing={'skipped': True}, **emptied) == []
+    # An empty list on a host that had rules: every rule of the group goes.
+    assert render(remove['loop'], xmpp_firewall__windows_listing=listing, **emptied) == sorted(listing['output'])
+
+    group_removal = tasks['Remove our whole Windows firewall group']
+    assert render(group_removal[WIN_FIREWALL_RULE]['group'], **variables) == 'Edge XMPP'
+    assert group_removal['when'] == "xmpp_firewall__state == 'absent'"
+
+
+def test_role_refuses_forward_rules_on_windows_before_touching_the_host():
+    tasks = yaml.safe_load(open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', 'windows.yml')))
+    # The mapping (which refuses) comes before the first task that reaches the host.
+    assert 'ansible.builtin.set_fact' in tasks[0]
+    rules = host_rules(MATRIX, 'fw-int01', HOSTVARS, GROUPS)
+    with pytest.raises(Exception, match="host 'fw-int01': rule 'xmpp-gateway-internal-ipv4' is a forward rule"):
+        render(tasks[0]['ansible.builtin.set_fact']['xmpp_firewall__windows_rules'],
+               xmpp_firewall__rules=rules, inventory_hostname='fw-int01')
