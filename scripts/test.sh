@@ -2,7 +2,7 @@
 # The project's test command: does its own set-up, then runs every stage.
 #   bash scripts/test.sh              all stages
 #   bash scripts/test.sh units system only those stages
-# Stages: lint, sanity, units, system (real kernels in network namespaces,
+# Stages: lint, build, sanity, units, system (real kernels in network namespaces,
 # needs root), molecule (podman lab).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 
 stages=("$@")
-[ "${#stages[@]}" -gt 0 ] || stages=(lint sanity units system molecule)
+[ "${#stages[@]}" -gt 0 ] || stages=(lint build sanity units system molecule)
 
 # ansible-test wants the collection at .../ansible_collections/lync/xmpp_federation.
 # The copy holds the checkout's tracked and untracked-but-not-ignored files
@@ -80,6 +80,52 @@ stage_sanity() {
 
 stage_units() {
   ansible_test units
+}
+
+# The collection artifact: build it, look inside, install it where nothing
+# else is, and use it from there (documentation and the filter on the example
+# inventory, computed on the control node).
+stage_build() {
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/lync-xmpp-build.XXXXXX")
+  ansible-galaxy collection build --output-path "$work/dist" . >/dev/null || return 1
+  local tarball; tarball=$(ls "$work"/dist/lync-xmpp_federation-*.tar.gz) || return 1
+  echo "build: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB, $(tar -tzf "$tarball" | wc -l) entries"
+  local unwanted
+  unwanted=$(tar -tzf "$tarball" | grep -E '^(\./)?(tests|molecule|lab|bench|scripts|\.venv|\.cache|\.git|\.ci|\.lab)(/|$)|__pycache__|\.pyc$' || true)
+  if [ -n "$unwanted" ]; then
+    echo "build: the artifact holds files that are not the collection:"; echo "$unwanted"; return 1
+  fi
+  local wanted
+  for wanted in MANIFEST.json FILES.json meta/runtime.yml plugins/filter/host_rules.py \
+                plugins/module_utils/rule_model.py plugins/module_utils/matrix.py roles/xmpp_firewall/defaults/main.yml; do
+    tar -tzf "$tarball" | grep -qx "$wanted" || { echo "build: $wanted is missing from the artifact"; return 1; }
+  done
+  # Only the installed copy is visible from here on: the checkout is the
+  # collection through PYTHONPATH and .cache/collections, so both go.
+  (
+    cd "$work" || exit 1
+    unset PYTHONPATH
+    export ANSIBLE_COLLECTIONS_PATH=$work/collections
+    # --offline --no-deps: there is no Galaxy server; the dependencies
+    # (Windows path only) come from set-up, not from here.
+    ansible-galaxy collection install --offline --no-deps -p "$work/collections" "$tarball" >/dev/null || exit 1
+    local installed=$work/collections/ansible_collections/lync/xmpp_federation
+    ansible-doc -t filter lync.xmpp_federation.host_rules > "$work/host_rules.txt" || exit 1
+    grep -q "$installed/plugins/filter/host_rules.py" "$work/host_rules.txt" \
+      || { echo "build: ansible-doc did not read the installed collection"; exit 1; }
+    grep -q 'partner_networks' "$work/host_rules.txt" && grep -q 'EXAMPLES' "$work/host_rules.txt" \
+      || { echo "build: ansible-doc of the filter lacks its options or examples"; exit 1; }
+    ansible all -i "$top/inventory/example" -m ansible.builtin.debug \
+      -e "@$installed/roles/xmpp_firewall/defaults/main.yml" \
+      -a 'msg={{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups) | map(attribute="name") | join(" ") }}' \
+      > "$work/rules.txt" 2>&1
+    grep -A3 '^fw-ext01 | SUCCESS' "$work/rules.txt" | grep -q '"msg": ".*xmpp-s2s-inbound-dnat-edge02-ipv4' \
+      || { echo "build: the installed filter did not compute the example's rules:"; cat "$work/rules.txt"; exit 1; }
+    echo "build: installed; ansible-doc renders the filter; the installed filter computes the example's rules"
+  )
+  local status=$?
+  rm -rf "$work"
+  return $status
 }
 
 stage_system() {
