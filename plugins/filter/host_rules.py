@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 name: host_rules
 short_description: Turn the XMPP federation port matrix and the inventory into one host's firewall rules
 version_added: 1.0.0
-author: lync.xmpp_federation contributors
+author: lync.xmpp_federation contributors (@lync-xmpp-federation)
 description:
   - Translates the documented Lync Server 2013 / Skype for Business "Port summary - XMPP federation" matrix
     (C(xmpp_firewall_matrix), shipped in the role C(lync.xmpp_federation.xmpp_firewall)) plus the inventory
@@ -20,16 +20,22 @@ description:
     C(lync_edge_external_ip), inbound 23456 on C(lync_edge_internal_ip)).
   - Hosts in C(lync_front_end) get outbound 23456 to every Edge internal address of the pool.
   - Hosts in C(lync_external_firewall) get forward rules for the rows that touch the Edge external interfaces,
-    plus destination and source translation for every Edge with C(lync_edge_public_ip).
+    plus destination and source translation for every Edge with C(lync_edge_public_ip) (one public address per
+    address family, translated to the Edge's one C(lync_edge_external_ip) address of that family). Translation
+    rules are named C(<row id>-dnat-<edge>-ipv4) and C(<row id>-snat-<edge>-ipv4) (C(-ipv6) likewise); a host
+    name too long for a rule name is cut and given a short digest of the full name.
   - Hosts in C(lync_internal_firewall) get forward rules for the rows that touch the Edge internal interfaces.
   - Any other host gets an empty list.
   - Addresses may be IPv4 or IPv6, a string or a list, with or without prefix length. Host addresses become
     C(/32) or C(/128); networks are written in canonical form, sorted, without duplicates. A rule never mixes
     address families; rules limited to one family carry the suffix C(-ipv4) or C(-ipv6) in their name.
+  - Where one end is narrowed (partner networks, the Front End pool) to addresses of one family only, the other
+    family gets no rule at all rather than a rule open to any address.
   - The output is sorted by name and is the same, byte for byte, for the same input.
   - Reads only the groups C(lync_edge), C(lync_front_end), C(lync_external_firewall), C(lync_internal_firewall)
     and the variables of the hosts in them, so its cost does not grow with unrelated hosts.
-  - Bad input fails with an error naming the host, the variable and the value.
+  - Bad input fails with an error naming the host, the variable and the value. The inventory variables of
+    every Edge are checked whichever host is translated, so a broken Edge fails every host's run alike.
 positional: host, hostvars, groups
 options:
   _input:
@@ -69,6 +75,7 @@ options:
       - Narrow the "Any" of rows marked C(any_narrowed_to=front_end) (23456) to the C(lync_internal_ip)
         addresses of the C(lync_front_end) hosts.
       - Defaults to the host's C(xmpp_firewall_restrict_internal_sources), or V(false) (Any, as documented).
+        Strings an INI inventory gives (V(yes), V(true), V(1), V(no)...) are understood.
     type: bool
 '''
 
