@@ -666,7 +666,7 @@ def command_proof(args):
                 if not same:
                     with open(os.path.join(args.run_dir, 'differs-%s-%s.txt' % (name, what)), 'w') as handle:
                         handle.write('--- baseline\n%s\n--- now\n%s' % (comparable(before), comparable(now)))
-    if present and not args.no_reload:
+    if present and args.reload:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda name: in_container(state, name, reload_script(state['hosts'][name]['firewall'])),
                           managed(state)))
@@ -705,7 +705,9 @@ def main():
     proof.add_argument('--run-dir', required=True)
     proof.add_argument('--state', choices=('present', 'absent'), default='present')
     proof.add_argument('--timeout', type=float, default=2.0)
-    proof.add_argument('--no-reload', action='store_true')
+    proof.add_argument('--reload', dest='reload', action='store_true', default=True,
+                       help='(default) also reload every firewall from its persisted configuration and prove again')
+    proof.add_argument('--no-reload', dest='reload', action='store_false')
     down = sub.add_parser('down', help='remove the lab')
     down.add_argument('--run-dir', required=True)
     args = parser.parse_args()

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The main command: on a fresh Debian machine (as root), does all set-up
+# (system packages, the venv, the collections, the lab image), starts the lab
+# (partner, external firewall, Edge, internal firewall, Front End as podman
+# containers on isolated networks, each with an admin's default-drop
+# baseline), applies lync.xmpp_federation.site to it, proves every flow with
+# real TCP connections (the collection's verify playbook, then the lab's full
+# table: documented row, from, to, port, expected, observed, including what
+# must stay blocked, foreign rules, counters, and a reload of every firewall
+# from its persisted configuration), and tears the lab down, leaving nothing
+# running. Exits non-zero with the reason on any failure.
+#
+#   bash scripts/lab.sh                 one Edge, one Front End, IPv4 and IPv6
+#   bash scripts/lab.sh --nat --edges 2 extra options go to lab/lab.py up
+#                                       (--firewall iptables, --front-ends N, ...)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+say() { echo "=== lab: $* ($(date -u +%H:%M:%S))"; }
+fail() { echo "=== lab: FAILED: $*" >&2; exit 1; }
+
+bash scripts/setup.sh || fail "set-up (scripts/setup.sh) did not complete"
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+export CONTAINERS_CONF=$top/lab/containers.conf
+
+run_dir=$top/.lab/runs/main-$(date -u +%Y%m%dT%H%M%S)-$$
+inventory=$run_dir/inventory.yml
+started=$SECONDS
+
+# Whatever happened, the lab goes: containers and networks by their recorded names.
+tear_down() {
+  local status=$?
+  say "tearing the lab down"
+  if ! python3 lab/lab.py down --run-dir "$run_dir"; then
+    echo "=== lab: FAILED: the lab could not be removed completely (see above; run dir $run_dir)" >&2
+    exit 1
+  fi
+  if [ "$status" -eq 0 ]; then
+    say "passed in $((SECONDS - started))s; nothing left running"
+  fi
+  exit "$status"
+}
+trap tear_down EXIT
+trap 'fail "interrupted"' INT TERM
+
+say "building or reusing the image, starting the lab"
+python3 lab/lab.py up --run-dir "$run_dir" --inventory "$inventory" --ipv6 "$@" \
+  || fail "the lab did not start (see the message above)"
+
+say "applying lync.xmpp_federation.site"
+ansible-playbook lync.xmpp_federation.site --inventory "$inventory" \
+  || fail "ansible-playbook lync.xmpp_federation.site failed (see the task output above)"
+
+say "proving the documented flows with lync.xmpp_federation.verify"
+ansible-playbook lync.xmpp_federation.verify --inventory "$inventory" \
+  || fail "lync.xmpp_federation.verify found a documented flow closed (see its table above)"
+
+say "proving every flow and every block with real traffic"
+python3 lab/lab.py proof --run-dir "$run_dir" \
+  || fail "the lab proof failed (the rows marked FAIL above)"
