@@ -142,8 +142,8 @@ def main():
         matrix = yaml.safe_load(defaults)['xmpp_firewall_matrix']
     host_rules = FilterModule().filters()['host_rules']
 
-    print('host_rules filter, Python %s on %s, best of %d rounds' % (platform.python_version(), platform.machine(),
-                                                                   args.repeat))
+    print('host_rules filter, Python %s on %s, best of %d rounds'
+          % (platform.python_version(), platform.machine(), args.repeat))
     print('every host translated with partner_networks and restrict_internal_sources on (the widest case)')
     results = [(unrelated, measure(unrelated, args.repeat, matrix, host_rules)) for unrelated in args.unrelated]
     for unrelated, result in results:
@@ -154,13 +154,13 @@ def main():
         print('  %-10s %6s %14s %14s %16s' % ('kind', 'hosts', 'mean/host', 'max/host', 'hostvars read'))
         for kind in KINDS:
             figures = result['by_kind'][kind]
-            print('  %-10s %6d %11.1f us %11.1f us %16d' % (kind, figures['hosts'], figures['mean'] * 1e6,
-                                                           figures['max'] * 1e6, figures['reads']))
+            print('  %-10s %6d %11.1f us %11.1f us %16d'
+                  % (kind, figures['hosts'], figures['mean'] * 1e6, figures['max'] * 1e6, figures['reads']))
     if len(results) > 1:
         (small_n, small), (large_n, large) = results[0], results[-1]
         print('')
-        print('per-host time, %d vs %d hosts (ratio; 1.0 = no growth with unrelated hosts):' % (small['hosts'],
-                                                                                              large['hosts']))
+        print('per-host time, %d vs %d hosts (ratio; 1.0 = no growth with unrelated hosts):'
+              % (small['hosts'], large['hosts']))
         for kind in KINDS:
             print('  %-10s %.2f' % (kind, large['by_kind'][kind]['mean'] / small['by_kind'][kind]['mean']))
         print('total time grows with the number of hosts translated (%d -> %d unrelated hosts), '
