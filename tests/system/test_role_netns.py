@@ -27,7 +27,7 @@ import textwrap
 
 import pytest
 
-from netlab import VENV_BIN, COLLECTIONS, Namespace, address, link, sh
+from netlab import CLIENT4, COLLECTIONS, SERVER4, VENV_BIN, Namespace, Topology, address, link, sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='network namespaces need root')
 
@@ -44,6 +44,7 @@ FOREIGN_NFT = textwrap.dedent('''\
             type filter hook input priority filter; policy drop;
             ct state established,related accept
             iifname "lo" accept
+            meta l4proto ipv6-icmp accept comment "neighbour discovery"
             tcp dport 22 accept comment "admin ssh"
         }
         chain output {
@@ -113,6 +114,9 @@ class EdgeLab(object):
                 self.edge.run(tool, '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
                 self.edge.run(tool, '-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT')
                 self.edge.run(tool, '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT')
+            # Neighbour discovery, as any IPv6 host lets in.
+            self.edge.run('ip6tables', '-A', 'INPUT', '-p', 'ipv6-icmp', '-j', 'ACCEPT')
+            for tool in ('iptables', 'ip6tables'):
                 self.edge.run(tool, '-P', 'INPUT', 'DROP')
         self.foreign = self.ruleset()
         self.edge.listen(EDGE_EXTERNAL4, [5269, NOT_IN_MATRIX_PORT], seconds=280)
@@ -159,17 +163,18 @@ class EdgeLab(object):
             text = self.edge.run('nft', 'list', 'ruleset')
             text = re.sub(r'\n\s*chain lync_xmpp_\w+ \{.*?\n\s*\}', '', text, flags=re.S)
             return '\n'.join(line for line in text.splitlines() if 'lync_xmpp' not in line) + '\n'
-        text = self.edge.run('iptables-save') + self.edge.run('ip6tables-save')
-        return '\n'.join(line for line in text.splitlines()
-                         if not line.startswith('#') and 'LYNC-XMPP' not in line
-                         and not re.match(r'^\[\d+:\d+\]', line)) + '\n'
+        return self.without_counters(self.edge.run('iptables-save') + self.edge.run('ip6tables-save'), 'LYNC-XMPP')
+
+    @staticmethod
+    def without_counters(save_text, drop=None):
+        """iptables-save output without comments, packet counters and (optionally) lines naming ``drop``."""
+        return '\n'.join(re.sub(r' \[\d+:\d+\]$', '', line) for line in save_text.splitlines()
+                         if not line.startswith('#') and not (drop and drop in line)) + '\n'
 
     def foreign_reference(self):
-        text = self.foreign
         if self.backend == 'nftables':
-            return text
-        return '\n'.join(line for line in text.splitlines()
-                         if not line.startswith('#') and not re.match(r'^\[\d+:\d+\]', line)) + '\n'
+            return self.foreign
+        return self.without_counters(self.foreign)
 
     def ours(self):
         text = self.ruleset()
@@ -425,6 +430,107 @@ def test_verify_playbook_proves_each_row_and_fails_on_a_closed_flow(estate):
 def test_verify_playbook_refuses_to_prove_nothing(estate):
     run = playbook('lync.xmpp_federation.verify', estate.inventory, '-l', 'partner1,localhost', expect_rc=2)
     assert 'No check could be planned' in run.out
+
+
+# -- the whole chain: a Linux perimeter firewall with NAT in front of a Linux Edge ------
+
+PUBLIC4 = '198.51.100.50'      # the Edge's public address, on the firewall's outside interface
+EDGE_INTERNAL_ON_SERVER4 = '198.51.100.70'
+
+
+@pytest.fixture(params=['nftables', 'iptables'])
+def perimeter(request):
+    workdir = tempfile.mkdtemp(prefix='lxD-perimeter-')
+    topology = None
+    try:
+        topology = Topology(prefix='lxD-')
+        router, server = topology.router, topology.server
+        address(router, 'eth0', PUBLIC4 + '/26')
+        address(server, 'eth0', EDGE_INTERNAL_ON_SERVER4 + '/26')
+        # The firewall forwards nothing it is not told to (a foreign ruleset of its own).
+        if request.param == 'nftables':
+            router.run('nft', '-f', '-', input=textwrap.dedent('''\
+                table inet filter {
+                    chain forward {
+                        type filter hook forward priority filter; policy drop;
+                        ct state established,related accept
+                    }
+                }
+                '''))
+        else:
+            router.run('iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j',
+                       'ACCEPT')
+            router.run('iptables', '-P', 'FORWARD', 'DROP')
+        inventory = os.path.join(workdir, 'hosts.yml')
+        with open(inventory, 'w') as handle:
+            handle.write(textwrap.dedent('''\
+                all:
+                  vars:
+                    ansible_connection: local
+                    xmpp_firewall_backend: {backend}
+                    xmpp_firewall_nft_persist_file: "{workdir}/{{{{ inventory_hostname }}}}/lync.nft"
+                    xmpp_firewall_nft_main_config: "{workdir}/{{{{ inventory_hostname }}}}/nftables.conf"
+                    xmpp_firewall_iptables_save_files:
+                      ipv4: "{workdir}/{{{{ inventory_hostname }}}}/rules.v4"
+                      ipv6: "{workdir}/{{{{ inventory_hostname }}}}/rules.v6"
+                  children:
+                    lync_external_firewall:
+                      hosts:
+                        fw1: {{ansible_python_interpreter: {router}}}
+                    lync_edge:
+                      hosts:
+                        edge1:
+                          ansible_python_interpreter: {server}
+                          lync_edge_external_ip: {server4}
+                          lync_edge_internal_ip: {internal4}
+                          lync_edge_public_ip: {public4}
+                    internet:
+                      hosts:
+                        probe1: {{ansible_python_interpreter: {client}}}
+                ''').format(backend=request.param, workdir=workdir, router=router.interpreter,
+                            server=server.interpreter, client=topology.client.interpreter, server4=SERVER4,
+                            internal4=EDGE_INTERNAL_ON_SERVER4, public4=PUBLIC4))
+        for host in ('fw1', 'edge1'):
+            os.makedirs(os.path.join(workdir, host))
+            with open(os.path.join(workdir, host, 'nftables.conf'), 'w') as handle:
+                handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n')
+        topology.inventory = inventory
+        yield topology
+    finally:
+        if topology is not None:
+            topology.delete()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_site_verify_remove_through_a_perimeter_firewall_with_nat(perimeter):
+    client, server = perimeter.client, perimeter.server
+    server.listen(SERVER4, [5269, NOT_IN_MATRIX_PORT], seconds=250)
+    client.listen(CLIENT4, [5269], seconds=250)
+    verify = ['-e', 'xmpp_firewall_verify_partner=%s' % CLIENT4, '-e', 'xmpp_firewall_verify_vantage=probe1',
+              '-e', 'xmpp_firewall_verify_timeout=2']
+    assert not client.connects(PUBLIC4, 5269)
+
+    run = playbook('lync.xmpp_federation.site', perimeter.inventory, '--check', '--diff')
+    assert run.recap('fw1')['changed'] == 1 and run.recap('edge1')['changed'] == 1
+    assert 'dnat to %s' % SERVER4 in run.out
+    run = playbook('lync.xmpp_federation.site', perimeter.inventory)
+    assert run.recap('fw1')['changed'] == 1 and run.recap('edge1')['changed'] == 1
+    run = playbook('lync.xmpp_federation.site', perimeter.inventory)
+    assert run.recap('fw1')['changed'] == 0 and run.recap('edge1')['changed'] == 0
+
+    # Row 1 through the DNAT of the public address, row 2 out through the SNAT back to it.
+    run = playbook('lync.xmpp_federation.verify', perimeter.inventory, *verify)
+    rows = table_rows(run.out)
+    assert rows == {
+        ('xmpp-s2s-inbound', 'probe1', PUBLIC4, '5269'): ('open', 'open'),
+        ('xmpp-s2s-outbound', 'edge1', CLIENT4, '5269'): ('open', 'open'),
+    }, run.out
+    assert not client.connects(SERVER4, NOT_IN_MATRIX_PORT)
+
+    run = playbook('lync.xmpp_federation.remove', perimeter.inventory)
+    assert run.recap('fw1')['changed'] == 1 and run.recap('edge1')['changed'] == 1
+    run = playbook('lync.xmpp_federation.verify', perimeter.inventory, *verify, expect_rc=2)
+    assert table_rows(run.out)[('xmpp-s2s-inbound', 'probe1', PUBLIC4, '5269')] == ('open', 'closed')
 
 
 def test_namespaces_are_gone():

@@ -534,19 +534,35 @@ def test_role_windows_tasks_map_every_rule_and_remove_only_the_stale_ones():
         if WIN_DOCUMENTATION:
             assert check_against_documentation(rendered) == []
 
-    remove = tasks['Remove the rules of our group that are no longer wanted']
+    stale = tasks['Work out which rules of our group are no longer wanted']
+    assert stale['when'] == "xmpp_firewall__state == 'present'"
+    stale_expression = stale['ansible.builtin.set_fact']['xmpp_firewall__windows_stale']
     listing = {'output': [args['name'] for args in arguments] + ['Edge XMPP - xmpp-old-row']}
-    assert render(remove['loop'], xmpp_firewall__windows_listing=listing, **variables) == ['Edge XMPP - xmpp-old-row']
-    # With state absent the listing is skipped; the loop must still render (to nothing).
+    assert render(stale_expression, xmpp_firewall__windows_listing=listing, **variables) == ['Edge XMPP - xmpp-old-row']
+    # An empty list on a host that had rules: every rule of the group goes.
     emptied = dict(variables)
     emptied['xmpp_firewall__rules'] = []
-    assert render(remove['loop'], xmpp_firewall__windows_listing={'skipped': True}, **emptied) == []
-    # An empty list on a host that had rules: every rule of the group goes.
-    assert render(remove['loop'], xmpp_firewall__windows_listing=listing, **emptied) == sorted(listing['output'])
+    assert render(stale_expression, xmpp_firewall__windows_listing=listing, **emptied) == sorted(listing['output'])
+
+    remove = tasks['Remove the rules of our group that are no longer wanted']
+    assert render(remove['loop'], xmpp_firewall__windows=True, xmpp_firewall__windows_stale=['x']) == ['x']
+    assert render(create['loop'], xmpp_firewall__windows=True, xmpp_firewall__windows_rules=arguments) == arguments
 
     group_removal = tasks['Remove our whole Windows firewall group']
     assert render(group_removal[WIN_FIREWALL_RULE]['group'], **variables) == 'Edge XMPP'
     assert group_removal['when'] == "xmpp_firewall__state == 'absent'"
+
+
+@pytest.mark.parametrize('task_file', ['main.yml', 'platform.yml', 'linux.yml', 'windows.yml'])
+def test_role_loops_render_on_a_linux_firewall(task_file):
+    # Ansible templates a loop before it evaluates the task's condition, so every loop of the role
+    # must render on every host, including a Linux firewall whose forward rules the Windows mapping refuses.
+    rules = host_rules(MATRIX, 'fw-ext01', HOSTVARS, GROUPS)
+    variables = {'xmpp_firewall__rules': rules, 'inventory_hostname': 'fw-ext01', 'hostvars': HOSTVARS,
+                 'groups': GROUPS, 'xmpp_firewall__windows': False, 'xmpp_firewall__state': 'present'}
+    for name, task in role_tasks(task_file).items():
+        if 'loop' in task:
+            assert render(task['loop'], **variables) == [], name
 
 
 def test_role_refuses_forward_rules_on_windows_before_touching_the_host():
