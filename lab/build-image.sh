@@ -74,4 +74,8 @@ rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lis
 tar -C "$work/rootfs" -c . | podman import --quiet \
   --change 'CMD ["/bin/sleep", "infinity"]' - "$image" >/dev/null
 echo "build-image: $image built in $((SECONDS - started))s" >&2
+# Images of older recipes go, unless a lab still runs on one (podman refuses then).
+for old in $(podman images --format '{{.Repository}}:{{.Tag}}' --filter reference=localhost/lync-xmpp-lab); do
+  [ "$old" = "$image" ] || podman rmi "$old" >/dev/null 2>&1 || true
+done
 echo "$image"

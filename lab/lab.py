@@ -157,10 +157,11 @@ def route_commands(state, name):
         if host['role'] == 'partner':
             commands.append('%s %s via %s' % (ip, slot_prefix(slot, family), ip_of(state, 'fw-ext', 'ext', family)))
         elif host['role'] == 'external_firewall':
-            # So that a packet for an Edge internal address would reach the Edge: the
+            # So that a packet for an Edge internal address would reach that Edge: the
             # firewall's forward policy, not a missing route, is what must stop it.
-            commands.append('%s %s via %s' % (ip, subnet(slot, 'edge-int', family),
-                                              ip_of(state, edges(state)[0], 'edge-ext', family)))
+            for edge in edges(state):
+                commands.append('%s %s via %s' % (ip, ip_of(state, edge, 'edge-int', family),
+                                                  ip_of(state, edge, 'edge-ext', family)))
         elif host['role'] == 'edge':
             commands.append('%s default via %s' % (ip, ip_of(state, 'fw-ext', 'edge-ext', family)))
             commands.append('%s %s via %s' % (ip, subnet(slot, 'internal', family),
@@ -480,6 +481,11 @@ def write_inventory(state, path, extra_vars):
             },
         },
     }
+    role_vars = inventory['all']['vars']
+    if state['options']['narrow_partners']:
+        role_vars['xmpp_firewall_partner_networks'] = [ip_of(state, 'partner', 'ext', f) for f in families]
+    if state['options']['restrict_internal_sources']:
+        role_vars['xmpp_firewall_restrict_internal_sources'] = True
     for edge in edges(state):
         host = state['hosts'][edge]
         entry = {'ansible_host': host['container'],
@@ -508,7 +514,8 @@ def command_up(args):
         key, _, value = item.partition('=')
         extra_vars[key] = json.loads(value)
     options = {'edges': args.edges, 'front_ends': args.front_ends, 'firewall': args.firewall,
-               'ipv6': args.ipv6, 'nat': args.nat, 'listen_seconds': args.listen_minutes * 60}
+               'ipv6': args.ipv6, 'nat': args.nat, 'listen_seconds': args.listen_minutes * 60,
+               'narrow_partners': args.narrow_partners, 'restrict_internal_sources': args.restrict_internal_sources}
     state = {'run_id': secrets.token_hex(3), 'run_dir': os.path.abspath(args.run_dir), 'options': options,
              'networks': [], 'containers': [], 'hosts': plan_hosts(options)}
     save_state(state)
@@ -581,6 +588,13 @@ def plan_checks(state, present):
             check('none: other partner port', edge, 'partner', partner, OTHER_PORT, 'blocked')
             check('none: 23456 from Internet', 'partner', edge, outside, GATEWAY_PORT, 'blocked')
             check('none: 23456 from Internet', 'partner', edge, internal, GATEWAY_PORT, 'blocked')
+            if state['options'].get('narrow_partners'):
+                # The external firewall's own address is on the Internet side but not a partner.
+                check('none: 5269 from a non-partner', 'fw-ext', edge, ip_of(state, edge, 'edge-ext', family),
+                      XMPP_PORT, 'blocked')
+            if state['options'].get('restrict_internal_sources'):
+                # The internal firewall's own address is on the internal side but not a Front End.
+                check('none: 23456 from a non-Front-End', 'fw-int', edge, internal, GATEWAY_PORT, 'blocked')
             for front_end in front_ends(state):
                 check('xmpp-gateway-internal', front_end, edge, internal, GATEWAY_PORT, opened)
                 check('none: other internal port', front_end, edge, internal, OTHER_PORT, 'blocked')
@@ -699,6 +713,10 @@ def main():
                     help='iptables: the Edge on iptables-legacy, the other hosts on iptables-nft')
     up.add_argument('--ipv6', action='store_true', help='give the Edge and Front End their IPv6 addresses too')
     up.add_argument('--nat', action='store_true', help='publish each Edge through NAT on the external firewall')
+    up.add_argument('--narrow-partners', action='store_true',
+                    help='set xmpp_firewall_partner_networks to the partner, and prove a non-partner is refused')
+    up.add_argument('--restrict-internal-sources', action='store_true',
+                    help='set xmpp_firewall_restrict_internal_sources, and prove a non-Front-End is refused')
     up.add_argument('--listen-minutes', type=int, default=30, help='the listeners exit after this long')
     up.add_argument('--var', action='append', metavar='NAME=JSON', help='an extra inventory variable for all hosts')
     proof = sub.add_parser('proof', help='prove the flows with real traffic')
