@@ -360,12 +360,14 @@ class FamilyState(object):
 def merge_save_file(text, ours):
     """A save file's text with our lines replaced by ``ours``; every other line kept as it was.
 
-    ``ours`` is {table: {'chains': [declaration lines], 'jumps': {base chain: jump line},
-    'rules': [rule lines]}}.  Our lines are recognised by chain name: our
-    chains' declarations and rules, and any rule jumping to one of our chains.
-    Our jump goes right before the first rule of its base chain, so that
-    ``iptables-restore`` of the file puts it first, as it is live.  Returns
-    None when nothing is left in the file (it is to be removed).
+    ``ours`` is {table: [{'chain', 'declaration', 'base', 'jump', 'rules'}, ...]}
+    (see ``IptablesBackend.persisted_lines``).  Our lines are recognised by
+    chain name: our chains' declarations and rules, and any rule jumping to
+    one of our chains.  They are put where ``iptables-save`` would print them
+    (see ``place_ours``), so that ``iptables-restore`` of the file gives the
+    live state, and a file written by ``netfilter-persistent save`` is
+    already in that form.  Returns None when nothing is left in the file (it
+    is to be removed).
     """
     lines = text.splitlines()
     output, table, seen = [], None, set()
@@ -389,7 +391,7 @@ def merge_save_file(text, ours):
         kept = [line for line in body if not ours_line(line.strip())]
         removed_any = len(kept) != len(body)
         if mine:
-            kept = place_ours(kept, mine)
+            kept = place_ours(kept, mine, name)
         elif removed_any and not any(line.strip() and not line.strip().startswith('#') for line in kept):
             # An empty section without even a chain declaration was created by us: drop it.
             return []
@@ -413,27 +415,58 @@ def merge_save_file(text, ours):
         output.extend(flush_section(table, section, 'COMMIT')[:-1])
     for name in TABLES:
         if name in ours and name not in seen:
-            output.extend(['*' + name] + place_ours([], ours[name]) + ['COMMIT'])
+            output.extend(['*' + name] + place_ours([], ours[name], name) + ['COMMIT'])
     if not any(line.strip() for line in output):
         return None
     return '\n'.join(output) + '\n'
 
 
-def place_ours(body, mine):
-    """Insert our declarations, jumps and rules into a section body (without ours)."""
-    declarations = [index for index, line in enumerate(body) if line.strip().startswith(':')]
-    after_declarations = declarations[-1] + 1 if declarations else 0
-    result = body[:after_declarations] + list(mine['chains'])
-    rest = body[after_declarations:]
-    pending = dict(mine['jumps'])
-    for line in rest:
-        words = line.strip().split(' ', 2)
-        if len(words) > 1 and words[0] == '-A' and words[1] in pending:
-            result.append(pending.pop(words[1]))
-        result.append(line)
-    # Base chains without rules of their own in the file: the jump goes after the other rules.
-    result.extend(pending[base] for base in sorted(pending))
-    return result + list(mine['rules'])
+def place_ours(body, mine, table_name):
+    """Insert our chains into a section body that holds none of our lines, where iptables-save puts them.
+
+    iptables-save prints the built-in chains' declarations, then the user
+    chains' in name order, then every chain's rules in that order.  So our
+    declaration goes before the first user chain named after it, our jump
+    before the first rule of its base chain (or of a chain printed after it),
+    and our rules before the rules of the chains printed after ours.  Nothing
+    is ever placed before the declaration it refers to.
+    """
+    builtin = BUILTIN_CHAINS.get(table_name, ())
+    lines = list(body)
+
+    def declared():
+        return [(index, line.strip()[1:].split()[0]) for index, line in enumerate(lines)
+                if line.strip().startswith(':') and len(line.strip()) > 1]
+
+    for entry in sorted(mine, key=lambda entry: entry['chain']):
+        declarations = declared()
+        later = [index for index, name in declarations if name not in builtin and name > entry['chain']]
+        position = later[0] if later else (declarations[-1][0] + 1 if declarations else 0)
+        lines.insert(position, entry['declaration'])
+
+    def rank(chain, order):
+        if chain in order:
+            return order.index(chain)
+        return builtin.index(chain) - len(builtin) if chain in builtin else len(order)
+
+    def insert(chain, new_lines, with_own_rules, floor):
+        order = [name for _index, name in declared()]
+        position = len(lines)
+        for index, line in enumerate(lines):
+            words = line.strip().split()
+            if len(words) > 1 and words[0] == '-A' and (
+                    rank(words[1], order) > rank(chain, order) or (with_own_rules and words[1] == chain)):
+                position = index
+                break
+        position = max(position, floor())
+        lines[position:position] = new_lines
+
+    for entry in sorted(mine, key=lambda entry: entry['chain']):
+        def after_declaration(chain=entry['chain']):
+            return [index for index, name in declared() if name == chain][0] + 1
+        insert(entry['base'], [entry['jump']], True, after_declaration)
+        insert(entry['chain'], list(entry['rules']), False, after_declaration)
+    return lines
 
 
 class IptablesBackend(Backend):
@@ -639,7 +672,8 @@ class IptablesBackend(Backend):
             match = SCRIPT_HEADER.match(line)
             if match:
                 blocks.append([4 if match.group(1) == 'IPv4' else 6, line])
-            elif not blocks:
+                continue
+            if not blocks:
                 if line.strip():
                     raise BackendError('iptables: script does not start with a family header: %r' % line)
                 continue
@@ -731,17 +765,19 @@ class IptablesBackend(Backend):
         return {4: configured.get('ipv4') or defaults[4], 6: configured.get('ipv6') or defaults[6]}
 
     def persisted_lines(self, rules, family):
-        """{table: {'chains', 'jumps', 'rules'}}: our lines in a save file, as they are live."""
+        """{table: [{'chain', 'declaration', 'base', 'jump', 'rules'}]}: our lines in a save file, as live."""
         ours = {}
         for table_name, chains in desired_chains(rules or [], family).items():
-            ordered = [OUR_CHAINS[section][1] for section in SECTION_ORDER if OUR_CHAINS[section][1] in chains]
-            ours[table_name] = {
-                'chains': [':%s - [0:0]' % chain for chain in ordered],
-                'jumps': dict((self.base_chain(SECTION_OF_CHAIN[chain]),
-                               '-A %s %s' % (self.base_chain(SECTION_OF_CHAIN[chain]), jump_spec(chain)))
-                              for chain in ordered),
-                'rules': [format_kernel_rule(kernel_rule) for chain in ordered for kernel_rule in chains[chain]],
-            }
+            ours[table_name] = []
+            for chain in sorted(chains):
+                base = self.base_chain(SECTION_OF_CHAIN[chain])
+                ours[table_name].append({
+                    'chain': chain,
+                    'declaration': ':%s - [0:0]' % chain,
+                    'base': base,
+                    'jump': '-A %s %s' % (base, jump_spec(chain)),
+                    'rules': [format_kernel_rule(kernel_rule) for kernel_rule in chains[chain]],
+                })
         return ours
 
     def persist(self, rules, check_mode):
