@@ -348,7 +348,28 @@ def without_ours(ruleset):
             continue
         if stripped:
             kept.append(line)
-    return '\n'.join(kept) + '\n'
+    return '\n'.join(drop_empty_tables(kept)) + '\n'
+
+
+def drop_empty_tables(lines):
+    """iptables-save sections without a rule and with accept policies only: a nat table that
+    only our rules needed is created by the kernel for us and filters nothing."""
+    kept, section = [], None
+    for line in lines:
+        if line.startswith('*'):
+            section = [line]
+            continue
+        if section is None:
+            kept.append(line)
+            continue
+        section.append(line)
+        if line == 'COMMIT':
+            empty = all(not entry.startswith('-A') and not re.match(r':\S+ (DROP|REJECT)', entry)
+                        for entry in section)
+            if not empty:
+                kept.extend(section)
+            section = None
+    return kept + (section or [])
 
 
 def our_packets(ruleset, firewall):
