@@ -602,8 +602,8 @@ class IptablesBackend(Backend):
 
     # -- writing ----------------------------------------------------------------
     def _header(self, family):
-        return '# lync-xmpp-federation %s: %s --noflush' % (FAMILY_LABEL[family],
-                                                           os.path.basename(self.tools[family][1]))
+        restore = os.path.basename(self.tools[family][1])
+        return '# lync-xmpp-federation %s: %s --noflush' % (FAMILY_LABEL[family], restore)
 
     def _render_table(self, family, table_name, wanted):
         """One table's block: declare (flush) our chains, fix jumps, fill, delete chains no longer needed."""
@@ -678,7 +678,7 @@ class IptablesBackend(Backend):
                     raise BackendError('iptables: script does not start with a family header: %r' % line)
                 continue
             blocks[-1][1] += line
-        return [(family, text) for family, text in blocks]
+        return [tuple(block) for block in blocks]
 
     def _restore(self, family, text, *flags):
         return self.run_command([self.tools[family][1]] + list(flags), data=text, binary_data=True)
