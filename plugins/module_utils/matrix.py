@@ -46,7 +46,8 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
     normalize_host_address,
     normalize_networks,
     normalize_ports,
-    normalize_rules,
+    normalize_rule,
+    rule_sort_key,
     sort_networks,
 )
 
@@ -281,6 +282,7 @@ class _Translation(object):
         self.inv = inventory
         self.rows = rows
         self.rules = []
+        self._row_of_name = {}
 
     # -- resolving endpoints -------------------------------------------------
     def _narrowed_any(self, row):
@@ -350,7 +352,18 @@ class _Translation(object):
             }
             if nat:
                 rule['nat'], rule['nat_to'] = nat, nat_to
-            self.rules.append(rule)
+            self._add(row, rule)
+
+    def _add(self, row, rule):
+        """Check the rule where its row is known, so that an error names the row, not a list index."""
+        where = "host '%s': variable '%s': row '%s'" % (self.inv.host, MATRIX_VARIABLE, row['id'])
+        rule = normalize_rule(rule, where)
+        earlier = self._row_of_name.get(rule['name'])
+        if earlier is not None:
+            raise RuleError("host '%s': variable '%s': rows '%s' and '%s' both give a rule named '%s'; rename one "
+                            "of the rows" % (self.inv.host, MATRIX_VARIABLE, earlier, row['id'], rule['name']))
+        self._row_of_name[rule['name']] = row['id']
+        self.rules.append(rule)
 
     def _endpoint_pair(self, row):
         source = self.resolve(row, row['source'])
@@ -448,4 +461,5 @@ def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_i
         translation.firewall_host('external')
     if GROUP_INTERNAL_FIREWALL in roles:
         translation.firewall_host('internal')
-    return normalize_rules(translation.rules, "%s: rules" % host_where)
+    # Each rule is normalised and its name checked already (where its row is known): only the order is left.
+    return sorted(translation.rules, key=rule_sort_key)

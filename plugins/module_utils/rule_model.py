@@ -34,6 +34,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import ipaddress
 import re
 
@@ -96,8 +97,14 @@ def as_list(value):
     return [value]
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_network(network):
+    """Canonical text -> ip_network, parsed once: sorting and family checks ask again and again."""
+    return ipaddress.ip_network(network)
+
+
 def _network_sort_key(network):
-    net = ipaddress.ip_network(network)
+    net = _parsed_network(network)
     return (net.version, int(net.network_address), net.prefixlen)
 
 
@@ -114,7 +121,7 @@ def normalize_networks(value, where):
 
 def family_of(network):
     """4 or 6."""
-    return ipaddress.ip_network(network).version
+    return _parsed_network(network).version
 
 
 def _port_number(value, where):

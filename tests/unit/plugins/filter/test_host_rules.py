@@ -709,3 +709,41 @@ def test_filter_documentation_matches_the_function():
     examples = yaml.safe_load(plugin.EXAMPLES)
     assert all('lync.xmpp_federation.host_rules' in json.dumps(example) for example in examples)
     assert yaml.safe_load(plugin.RETURN)['_value']['type'] == 'list'
+
+
+# -- more shapes of estate --------------------------------------------------------------------
+
+def test_one_firewall_on_both_sides():
+    # A three-legged firewall: Internet, DMZ and internal network on one host.
+    hostvars, groups = topology(external_firewalls=('fw',), internal_firewalls=('fw',), **SINGLE_EDGE)
+    assert translate('fw', hostvars, groups) == [
+        rule('xmpp-gateway-internal-ipv4', 'forward', [23456], ANY, ['198.51.100.130/32'], ROW3),
+        rule('xmpp-s2s-inbound-ipv4', 'forward', [5269], ANY, ['198.51.100.10/32'], ROW1),
+        rule('xmpp-s2s-outbound-ipv4', 'forward', [5269], ['198.51.100.10/32'], ANY, ROW2),
+    ]
+
+
+def test_nat_for_an_edge_named_by_its_address():
+    # Host names that a rule name cannot hold (':' of an IPv6 literal) are made safe and given a digest,
+    # so that '2001:db8::5' and '2001_db8__5' can never meet on one name.
+    hostvars, groups = topology(
+        edges={'2001:db8::5': {'lync_edge_external_ip': '198.51.100.10', 'lync_edge_internal_ip': '198.51.100.130',
+                               'lync_edge_public_ip': '198.51.100.62'}},
+        front_ends={'fe1': {'ansible_host': '198.51.100.200'}},
+    )
+    names = [item['name'] for item in translate('fw-ext', hostvars, groups)]
+    assert names == ['xmpp-s2s-inbound-dnat-2001_db8__5-e3b38e0a-ipv4', 'xmpp-s2s-inbound-ipv4',
+                     'xmpp-s2s-outbound-ipv4', 'xmpp-s2s-outbound-snat-2001_db8__5-e3b38e0a-ipv4']
+
+
+def test_rule_errors_name_the_row():
+    hostvars, groups = topology(**SINGLE_EDGE)
+    matrix = bad_row(id='custom-row', comment='x' * 115)
+    assert error_of('edge1', hostvars, groups, matrix=matrix).startswith(
+        "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row' (custom-row-ipv4): field 'comment': name "
+        "and comment together exceed 128 characters")
+    clash = dict(MATRIX[0], id='xmpp-s2s-inbound-dnat-edge1')
+    hostvars, groups = single_edge(lync_edge_public_ip='198.51.100.62')
+    assert error_of('fw-ext', hostvars, groups, matrix=MATRIX + [clash]) == (
+        "host 'fw-ext': variable 'xmpp_firewall_matrix': rows 'xmpp-s2s-inbound' and 'xmpp-s2s-inbound-dnat-edge1' "
+        "both give a rule named 'xmpp-s2s-inbound-dnat-edge1-ipv4'; rename one of the rows")
