@@ -62,6 +62,7 @@ OUR_CHAINS = {
     'snat': ('nat', 'LYNC-XMPP-SNAT'),
 }
 SECTION_ORDER = ('in', 'out', 'forward', 'dnat', 'snat')
+OUR_PREFIX = 'LYNC-XMPP-'
 SECTION_OF_CHAIN = dict((chain, section) for section, (_table, chain) in OUR_CHAINS.items())
 DEFAULT_BASE_CHAINS = {'in': 'INPUT', 'out': 'OUTPUT', 'forward': 'FORWARD',
                        'dnat': 'PREROUTING', 'snat': 'POSTROUTING'}
@@ -101,6 +102,8 @@ def save_quote(value):
 
 def split_words(text):
     """Split a rule line as iptables-restore does: double quotes group, a backslash escapes the next character."""
+    if '"' not in text and '\\' not in text:
+        return text.split()
     words, current, quoted, escaped, started = [], [], False, False, False
     for char in text:
         if escaped:
@@ -333,6 +336,8 @@ class FamilyState(object):
                 if chain in SECTION_OF_CHAIN:
                     continue
                 for index, spec in enumerate(specs):
+                    if OUR_PREFIX not in spec:
+                        continue
                     try:
                         target = jump_target(split_words(spec))
                     except ValueError:
@@ -374,6 +379,8 @@ def merge_save_file(text, ours):
     section = []
 
     def ours_line(line):
+        if OUR_PREFIX not in line:
+            return False
         if line.startswith(':'):
             return line[1:].split()[0] in SECTION_OF_CHAIN if len(line) > 1 else False
         if line.startswith('-A ') or line.startswith('-I '):
@@ -671,14 +678,12 @@ class IptablesBackend(Backend):
         for line in script.splitlines(True):
             match = SCRIPT_HEADER.match(line)
             if match:
-                blocks.append([4 if match.group(1) == 'IPv4' else 6, line])
-                continue
-            if not blocks:
-                if line.strip():
-                    raise BackendError('iptables: script does not start with a family header: %r' % line)
-                continue
-            blocks[-1][1] += line
-        return [tuple(block) for block in blocks]
+                blocks.append((4 if match.group(1) == 'IPv4' else 6, [line]))
+            elif blocks:
+                blocks[-1][1].append(line)
+            elif line.strip():
+                raise BackendError('iptables: script does not start with a family header: %r' % line)
+        return [(family, ''.join(lines)) for family, lines in blocks]
 
     def _restore(self, family, text, *flags):
         return self.run_command([self.tools[family][1]] + list(flags), data=text, binary_data=True)
