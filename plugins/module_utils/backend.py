@@ -243,10 +243,13 @@ def hold_host_lock(path, timeout=120.0):
     end of the run serialises our runs on one host.  Waits at most ``timeout``
     seconds.
     """
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    handle = open(path, 'a')
+    try:
+        directory = os.path.dirname(path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        handle = open(path, 'a')
+    except (IOError, OSError) as error:
+        raise BackendError('cannot open the lock file %s (%s); the module must run as root' % (path, error))
     deadline = time.time() + timeout
     while True:
         try:
