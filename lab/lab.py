@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright (c) 2026, lync.xmpp_federation contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -64,10 +64,10 @@ class LabError(Exception):
 
 def run(argv, stdin=None, check=True):
     proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+                          universal_newlines=True, check=False)
     if check and proc.returncode != 0:
-        raise LabError('%s failed (exit %d): %s' % (' '.join(argv[:4]), proc.returncode,
-                                                      (proc.stderr or proc.stdout).strip()))
+        output = (proc.stderr or proc.stdout).strip()
+        raise LabError('%s failed (exit %d): %s' % (' '.join(argv[:4]), proc.returncode, output))
     return proc
 
 
@@ -212,23 +212,23 @@ def nft_baseline(role):
 # jumps to. Created at run time (not in the persisted configuration), like
 # Docker does on start; it must come through every run of ours untouched.
 NFT_FOREIGN = '''table ip docker {
-	chain DOCKER {
-		iifname != "docker0" oifname "docker0" tcp dport 8080 accept
-	}
+    chain DOCKER {
+        iifname != "docker0" oifname "docker0" tcp dport 8080 accept
+    }
 
-	chain DOCKER-USER {
-		return
-	}
+    chain DOCKER-USER {
+        return
+    }
 
-	chain FORWARD {
-		type filter hook forward priority filter + 10; policy accept;
-		jump DOCKER-USER
-		oifname "docker0" ct state established,related accept
-		oifname "docker0" jump DOCKER
-		iifname "docker0" oifname != "docker0" accept
-	}
+    chain FORWARD {
+        type filter hook forward priority filter + 10; policy accept;
+        jump DOCKER-USER
+        oifname "docker0" ct state established,related accept
+        oifname "docker0" jump DOCKER
+        iifname "docker0" oifname != "docker0" accept
+    }
 }
-'''
+'''.replace('    ', '\t')
 
 
 def iptables_baseline(role, family):
@@ -310,9 +310,8 @@ def listener_ports(role):
 def listing_script(firewall):
     if firewall == 'nftables':
         return 'nft list ruleset\necho "=== %s"\ncat %s\n' % (NFT_MAIN_CONFIG, NFT_MAIN_CONFIG)
-    return ('iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n'
-            'echo "=== %s"\ncat %s\necho "=== %s"\ncat %s\n' % (IPTABLES_SAVE_FILES[0], IPTABLES_SAVE_FILES[0],
-                                                              IPTABLES_SAVE_FILES[1], IPTABLES_SAVE_FILES[1]))
+    files = ''.join('echo "=== %s"\ncat %s\n' % (path, path) for path in IPTABLES_SAVE_FILES)
+    return 'iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n' + files
 
 
 def split_listing(text):
@@ -532,7 +531,7 @@ def command_up(args):
     os.makedirs(args.run_dir, exist_ok=True)
     extra_vars = {}
     for item in args.var or []:
-        key, _, value = item.partition('=')
+        key, value = item.split('=', 1)
         extra_vars[key] = json.loads(value)
     options = {'edges': args.edges, 'front_ends': args.front_ends, 'firewall': args.firewall,
                'ipv6': args.ipv6, 'nat': args.nat, 'listen_seconds': args.listen_minutes * 60,
@@ -555,8 +554,8 @@ def command_up(args):
         write_inventory(state, args.inventory, extra_vars)
         state['inventory'] = os.path.abspath(args.inventory)
     save_state(state)
-    log('run %s up in %.0fs: slot 198.51.100.%d/26, %s' % (state['run_id'], time.time() - started,
-                                                          state['slot'] * 64, ', '.join(state['containers'])))
+    log('run %s up in %.0fs: slot 198.51.100.%d/26, %s'
+        % (state['run_id'], time.time() - started, state['slot'] * 64, ', '.join(state['containers'])))
     return 0
 
 
@@ -579,8 +578,8 @@ def command_down(args):
     if left:
         raise LabError('run %s: could not remove %s' % (state['run_id'], ', '.join(left)))
     os.rename(os.path.join(args.run_dir, 'state.json'), os.path.join(args.run_dir, 'state.down.json'))
-    log('run %s down: %d containers, %d networks removed' % (state['run_id'], len(containers),
-                                                              len(state['networks'])))
+    log('run %s down: %d containers, %d networks removed'
+        % (state['run_id'], len(containers), len(state['networks'])))
     return 0
 
 
@@ -715,15 +714,15 @@ def command_proof(args):
     if failed:
         print('lab proof: %d of %d checks FAILED (%.0fs): %s' % (
             len(failed), len(rows), time.time() - started,
-            '; '.join('%s from %s to %s:%s observed %s' % (row['row'], row['source'], row['to'], row['port'],
-                                                          row['observed']) for row in failed)))
+            '; '.join('%s from %s to %s:%s observed %s'
+                      % (row['row'], row['source'], row['to'], row['port'], row['observed']) for row in failed)))
         return 1
     print('lab proof: all %d checks passed (%.0fs)' % (len(rows), time.time() - started))
     return 0
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     sub = parser.add_subparsers(dest='command', required=True)
     up = sub.add_parser('up', help='create the lab')
     up.add_argument('--run-dir', required=True)
