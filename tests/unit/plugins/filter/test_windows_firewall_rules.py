@@ -494,6 +494,7 @@ def test_role_computes_the_rules_with_the_extra_rows_and_none_for_absent():
     ('ssh', None, None, 'auto', False),
     ('ssh', 'sh', None, 'auto', False),
     ('local', None, None, 'auto', False),
+    ('containers.podman.podman', None, None, 'auto', False),
     ('community.aws.aws_ssm', None, 'Windows', 'auto', True),
     ('community.aws.aws_ssm', None, 'Debian', 'auto', False),
     ('ssh', None, 'Windows', 'auto', True),
@@ -502,7 +503,9 @@ def test_role_computes_the_rules_with_the_extra_rows_and_none_for_absent():
 ])
 def test_role_tells_windows_from_facts_or_the_connection(connection, shell, os_family, platform, windows):
     tasks = role_tasks('platform.yml')
-    variables = {'ansible_connection': connection, 'xmpp_firewall_platform': platform}
+    with open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'vars', 'main.yml')) as handle:
+        variables = yaml.safe_load(handle)
+    variables.update({'ansible_connection': connection, 'xmpp_firewall_platform': platform})
     if shell:
         variables['ansible_shell_type'] = shell
     variables['ansible_facts'] = {'os_family': os_family} if os_family else {}
