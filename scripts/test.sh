@@ -87,18 +87,28 @@ stage_units() {
 # inventory, computed on the control node).
 stage_build() {
   local work; work=$(mktemp -d "${TMPDIR:-/tmp}/lync-xmpp-build.XXXXXX")
+  local status=0
+  build_and_check "$work" || status=1
+  rm -rf "$work"
+  return $status
+}
+
+build_and_check() {
+  local work=$1
   ansible-galaxy collection build --output-path "$work/dist" . >/dev/null || return 1
   local tarball; tarball=$(ls "$work"/dist/lync-xmpp_federation-*.tar.gz) || return 1
-  echo "build: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB, $(tar -tzf "$tarball" | wc -l) entries"
+  # One listing, grepped from a file: "tar | grep -q" dies of SIGPIPE under pipefail.
+  tar -tzf "$tarball" > "$work/contents.txt" || return 1
+  echo "build: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB, $(wc -l < "$work/contents.txt") entries"
   local unwanted
-  unwanted=$(tar -tzf "$tarball" | grep -E '^(\./)?(tests|molecule|lab|bench|scripts|\.venv|\.cache|\.git|\.ci|\.lab)(/|$)|__pycache__|\.pyc$' || true)
+  unwanted=$(grep -E '^(\./)?(tests|molecule|lab|bench|scripts|\.venv|\.cache|\.git|\.ci|\.lab)(/|$)|__pycache__|\.pyc$' "$work/contents.txt" || true)
   if [ -n "$unwanted" ]; then
     echo "build: the artifact holds files that are not the collection:"; echo "$unwanted"; return 1
   fi
   local wanted
   for wanted in MANIFEST.json FILES.json meta/runtime.yml plugins/filter/host_rules.py \
                 plugins/module_utils/rule_model.py plugins/module_utils/matrix.py roles/xmpp_firewall/defaults/main.yml; do
-    tar -tzf "$tarball" | grep -qx "$wanted" || { echo "build: $wanted is missing from the artifact"; return 1; }
+    grep -qx "$wanted" "$work/contents.txt" || { echo "build: $wanted is missing from the artifact"; return 1; }
   done
   # Only the installed copy is visible from here on: the checkout is the
   # collection through PYTHONPATH and .cache/collections, so both go.
@@ -119,13 +129,11 @@ stage_build() {
       -e "@$installed/roles/xmpp_firewall/defaults/main.yml" \
       -a 'msg={{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups) | map(attribute="name") | join(" ") }}' \
       > "$work/rules.txt" 2>&1
-    grep -A3 '^fw-ext01 | SUCCESS' "$work/rules.txt" | grep -q '"msg": ".*xmpp-s2s-inbound-dnat-edge02-ipv4' \
+    grep -A3 '^fw-ext01 | SUCCESS' "$work/rules.txt" > "$work/fw-ext01.txt"
+    grep -q '"msg": ".*xmpp-s2s-inbound-dnat-edge02-ipv4' "$work/fw-ext01.txt" \
       || { echo "build: the installed filter did not compute the example's rules:"; cat "$work/rules.txt"; exit 1; }
     echo "build: installed; ansible-doc renders the filter; the installed filter computes the example's rules"
   )
-  local status=$?
-  rm -rf "$work"
-  return $status
 }
 
 stage_system() {
