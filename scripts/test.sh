@@ -4,6 +4,8 @@
 #   bash scripts/test.sh units system only those stages
 # Stages: lint, build, sanity, units, system (real kernels in network namespaces,
 # needs root), molecule (podman lab).
+# The stage_* functions are called by name ("stage_$stage"), which shellcheck cannot follow:
+# shellcheck disable=SC2317
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -90,7 +92,7 @@ stage_build() {
   local status=0
   build_and_check "$work" || status=1
   rm -rf "$work"
-  return $status
+  return "$status"
 }
 
 build_and_check() {
@@ -123,8 +125,9 @@ build_and_check() {
     ansible-doc -t filter lync.xmpp_federation.host_rules > "$work/host_rules.txt" || exit 1
     grep -q "$installed/plugins/filter/host_rules.py" "$work/host_rules.txt" \
       || { echo "build: ansible-doc did not read the installed collection"; exit 1; }
-    grep -q 'partner_networks' "$work/host_rules.txt" && grep -q 'EXAMPLES' "$work/host_rules.txt" \
-      || { echo "build: ansible-doc of the filter lacks its options or examples"; exit 1; }
+    if ! grep -q 'partner_networks' "$work/host_rules.txt" || ! grep -q 'EXAMPLES' "$work/host_rules.txt"; then
+      echo "build: ansible-doc of the filter lacks its options or examples"; exit 1
+    fi
     ansible all -i "$top/inventory/example" -m ansible.builtin.debug \
       -e "@$installed/roles/xmpp_firewall/defaults/main.yml" \
       -a 'msg={{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups) | map(attribute="name") | join(" ") }}' \
