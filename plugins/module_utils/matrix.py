@@ -32,6 +32,7 @@ __metaclass__ = type
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 
@@ -429,6 +430,13 @@ def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_i
     host_where = "host '%s'" % host
     if not isinstance(matrix, (list, tuple)):
         raise RuleError("%s: variable '%s': %r is not a list of rows" % (host_where, MATRIX_VARIABLE, matrix))
+    # The magic variables, passed in the wrong order or not at all, would otherwise fail deep inside.
+    for argument, value in (('hostvars', hostvars), ('groups', groups)):
+        if value is not None and not isinstance(value, Mapping):
+            raise RuleError("%s: argument '%s': a %s is not a mapping; pass the magic variable '%s' "
+                            "(host_rules(inventory_hostname, hostvars, groups))"
+                            % (host_where, argument, type(value).__name__, argument))
+    hostvars = hostvars or {}
     groups = groups or {}
     # A host in none of our groups has nothing to do with the matrix: it costs
     # one membership test per group, whatever the rest of the inventory holds.

@@ -747,3 +747,15 @@ def test_rule_errors_name_the_row():
     assert error_of('fw-ext', hostvars, groups, matrix=MATRIX + [clash]) == (
         "host 'fw-ext': variable 'xmpp_firewall_matrix': rows 'xmpp-s2s-inbound' and 'xmpp-s2s-inbound-dnat-edge1' "
         "both give a rule named 'xmpp-s2s-inbound-dnat-edge1-ipv4'; rename one of the rows")
+
+
+@pytest.mark.parametrize('swap', ['hostvars', 'groups'])
+def test_magic_variables_in_the_wrong_place(swap):
+    hostvars, groups = topology(**SINGLE_EDGE)
+    arguments = {'hostvars': hostvars, 'groups': groups}
+    arguments[swap] = ['edge1']
+    with pytest.raises(RuleError) as error:
+        host_rules(MATRIX, 'edge1', arguments['hostvars'], arguments['groups'])
+    assert str(error.value) == (
+        "host 'edge1': argument '%s': a list is not a mapping; pass the magic variable '%s' "
+        "(host_rules(inventory_hostname, hostvars, groups))" % (swap, swap))
