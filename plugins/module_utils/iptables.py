@@ -269,6 +269,8 @@ def kernel_rules(rule, family):
     section = rule.get('nat') or rule['direction']
     chain = OUR_CHAINS[section][1]
     if rule.get('nat'):
+        # An IPv6 address needs brackets only when a port follows; nat_to has none, and
+        # ip6tables-save prints the bare address, so the bare form reads back unchanged.
         target, option = NAT_TARGETS[rule['nat']][0], rule['nat_to']
     elif rule['action'] == 'reject':
         # tcp-reset closes a TCP connection at once; UDP gets the family's port-unreachable.
