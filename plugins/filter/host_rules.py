@@ -21,7 +21,8 @@ description:
   - Hosts in C(lync_front_end) get outbound 23456 to every Edge internal address of the pool.
   - Hosts in C(lync_external_firewall) get forward rules for the rows that touch the Edge external interfaces,
     plus destination and source translation for every Edge with C(lync_edge_public_ip) (one public address per
-    address family, translated to the Edge's one C(lync_edge_external_ip) address of that family). Translation
+    address family, of that Edge's own, translated to the Edge's one C(lync_edge_external_ip) address of that
+    family). Translation
     rules are named C(<row id>-dnat-<edge>-ipv4) and C(<row id>-snat-<edge>-ipv4) (C(-ipv6) likewise); a host
     name too long for a rule name is cut and given a short digest of the full name.
   - Hosts in C(lync_internal_firewall) get forward rules for the rows that touch the Edge internal interfaces.

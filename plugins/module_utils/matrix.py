@@ -233,12 +233,22 @@ class _Inventory(object):
 
     def edges(self):
         """The Edge pool; every Edge must carry valid interface variables, whichever this host needs."""
-        edges = self.group(GROUP_EDGE)
-        for edge in edges:
-            self._addresses(edge, VAR_EDGE_EXTERNAL, required=True)
-            self._addresses(edge, VAR_EDGE_INTERNAL, required=True)
-            self.edge_public(edge)
-        return edges
+        if 'edges' not in self._cache:
+            edges = self.group(GROUP_EDGE)
+            published = {}
+            for edge in edges:
+                self._addresses(edge, VAR_EDGE_EXTERNAL, required=True)
+                self._addresses(edge, VAR_EDGE_INTERNAL, required=True)
+                for public, _private in self.edge_public(edge):
+                    # A one-to-one translation cannot share a public address: the second
+                    # Edge's DNAT would never match. A shared VIP is a load balancer's job.
+                    if public in published:
+                        raise RuleError("host '%s': variable '%s': %s is also the public address of '%s'; each Edge "
+                                        "behind NAT needs a public address of its own"
+                                        % (edge, VAR_EDGE_PUBLIC, _bare(public), published[public]))
+                    published[public] = edge
+            self._cache['edges'] = edges
+        return self._cache['edges']
 
     def edge_addresses(self, edge, endpoint):
         variable = VAR_EDGE_EXTERNAL if endpoint == EDGE_EXTERNAL else VAR_EDGE_INTERNAL
@@ -270,6 +280,11 @@ class _Inventory(object):
                                     "translate to, found %s"
                                     % (edge, VAR_EDGE_PUBLIC, _bare(family_public[0]), family, VAR_EDGE_EXTERNAL,
                                        [_bare(address) for address in external if address] or 'none'))
+                if family_public[0] == same_family[0]:
+                    raise RuleError("host '%s': variable '%s': %s is the Edge's own '%s' address; an Edge that is "
+                                    "not behind NAT needs no '%s'"
+                                    % (edge, VAR_EDGE_PUBLIC, _bare(family_public[0]), VAR_EDGE_EXTERNAL,
+                                       VAR_EDGE_PUBLIC))
                 pairs.append((family_public[0], same_family[0]))
             self._cache[key] = pairs
         return self._cache[key]

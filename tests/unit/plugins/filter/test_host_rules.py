@@ -652,6 +652,9 @@ def test_no_edge_in_the_inventory(host, group):
      "Edge is published through one public address per address family"),
     (dict(lync_edge_public_ip='public'),
      "host 'edge1': variable 'lync_edge_public_ip': 'public' is not a valid IP address"),
+    (dict(lync_edge_public_ip='198.51.100.10/24'),
+     "host 'edge1': variable 'lync_edge_public_ip': 198.51.100.10 is the Edge's own 'lync_edge_external_ip' "
+     "address; an Edge that is not behind NAT needs no 'lync_edge_public_ip'"),
 ])
 @pytest.mark.parametrize('host', ['fw-ext', 'edge1', 'fw-int'])
 def test_bad_public_address(edge_vars, expected, host):
@@ -759,3 +762,17 @@ def test_magic_variables_in_the_wrong_place(swap):
     assert str(error.value) == (
         "host 'edge1': argument '%s': a list is not a mapping; pass the magic variable '%s' "
         "(host_rules(inventory_hostname, hostvars, groups))" % (swap, swap))
+
+
+@pytest.mark.parametrize('host', ['fw-ext', 'edge2'])
+def test_two_edges_on_one_public_address(host):
+    hostvars, groups = topology(
+        edges={'edge1': {'lync_edge_external_ip': '198.51.100.10', 'lync_edge_internal_ip': '198.51.100.130',
+                         'lync_edge_public_ip': '198.51.100.62'},
+               'edge2': {'lync_edge_external_ip': '198.51.100.11', 'lync_edge_internal_ip': '198.51.100.131',
+                         'lync_edge_public_ip': '198.51.100.62/32'}},
+        front_ends={'fe1': {'ansible_host': '198.51.100.200'}},
+    )
+    assert error_of(host, hostvars, groups) == (
+        "host 'edge2': variable 'lync_edge_public_ip': 198.51.100.62 is also the public address of 'edge1'; each "
+        "Edge behind NAT needs a public address of its own")
