@@ -44,8 +44,8 @@ def test_row_with_literal_networks_and_both_edge_ends():
      "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'source': 42 is not an endpoint (known: any, "
      "edge_external, edge_internal, front_end, partners, or a list of networks)"),
     ({'id': 'x' * 41, 'transport': 'tcp', 'ports': 1, 'source': 'any', 'destination': 'edge_external'},
-     "host 'h': variable 'xmpp_firewall_matrix': row '%s': field 'id': '%s' must be 1-40 letters" % ('x' * 41,
-                                                                                                      'x' * 41)),
+     "host 'h': variable 'xmpp_firewall_matrix': row '%s': field 'id': '%s' must be 1-40 letters"
+     % ('x' * 41, 'x' * 41)),
 ])
 def test_bad_rows(row, message):
     with pytest.raises(RuleError) as error:
