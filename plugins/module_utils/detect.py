@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Which firewall a host really uses, and the backend that writes to it.
+
+``backend: auto`` looks at the kernel, not at which packages are installed:
+
+1. A host run by firewalld or ufw is refused (their backends come later):
+   writing under them would be undone at their next reload.
+2. nftables tables of the admin's own with base chains -> nftables.
+3. Tables that iptables-nft made (ip/ip6 filter, nat... with INPUT, FORWARD...)
+   -> iptables, nft variant.
+4. iptables-legacy tables in the kernel -> iptables, legacy variant.
+5. Nothing at all (or only our own table) -> nftables where ``nft`` exists,
+   else the variant of the ``iptables`` command.
+
+The nftables ruleset read here is handed to the nftables backend, so that a
+run reads the live state once; the lock it runs under is taken first, so no
+other run changes the ruleset between the read and the write.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, hold_host_lock
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import (
+    OUR_TABLE,
+    NftablesBackend,
+    Ruleset,
+)
+
+IPTABLES_TABLES = ('filter', 'nat', 'mangle', 'raw', 'security')
+IPTABLES_BUILTIN_CHAINS = ('INPUT', 'FORWARD', 'OUTPUT', 'PREROUTING', 'POSTROUTING')
+PATHS = {
+    'legacy_tables': ('/proc/net/ip_tables_names', '/proc/net/ip6_tables_names'),
+    'ufw_config': '/etc/ufw/ufw.conf',
+    'proc': '/proc',
+}
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ''
+
+
+def iptables_nft_tables(ruleset):
+    """The tables of ``ruleset`` that iptables-nft made: its table names, holding its built-in chain names."""
+    tables = set()
+    for (family, table, chain), properties in ruleset.chains.items():
+        if family in ('ip', 'ip6') and table in IPTABLES_TABLES and chain in IPTABLES_BUILTIN_CHAINS and properties:
+            tables.add((family, table))
+    return tables
+
+
+def native_tables(ruleset):
+    """Tables of the admin's own (not iptables-nft's, not ours) that hold a base chain."""
+    made_by_iptables = iptables_nft_tables(ruleset)
+    return set((family, table) for (family, table, _chain), properties in ruleset.chains.items()
+               if properties and (family, table) not in made_by_iptables and (family, table) != OUR_TABLE
+               and family in ('inet', 'ip', 'ip6'))
+
+
+def legacy_tables_present(paths):
+    """True when the kernel holds iptables-legacy tables in this network namespace."""
+    return any(_read(path).strip() for path in paths['legacy_tables'])
+
+
+def firewalld_running(paths):
+    """True when a firewalld process runs (its tables may be in another backend than ours)."""
+    proc = paths['proc']
+    try:
+        entries = os.listdir(proc)
+    except OSError:
+        return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        command = _read(os.path.join(proc, entry, 'cmdline')).split('\0')
+        if any(os.path.basename(word) == 'firewalld' for word in command[:2]):
+            return True
+    return False
+
+
+def ufw_enabled(paths):
+    for line in _read(paths['ufw_config']).splitlines():
+        key, _sep, value = line.partition('=')
+        if key.strip() == 'ENABLED' and value.strip().strip('"\'').lower() == 'yes':
+            return True
+    return False
+
+
+def refuse_managed_hosts(ruleset, paths):
+    """Raise BackendError when firewalld or ufw runs the host's firewall."""
+    tables = set(table for _family, table in (ruleset.tables if ruleset else []))
+    if 'firewalld' in tables or firewalld_running(paths):
+        raise BackendError('this host\'s firewall is managed by firewalld (%s); firewall_ruleset has no firewalld '
+                           'backend yet, and rules written beside firewalld would be lost at its next reload'
+                           % ('table firewalld in the ruleset' if 'firewalld' in tables else 'firewalld is running'))
+    ufw_chains = ruleset and any(chain.startswith(('ufw-', 'ufw6-')) for _f, _t, chain in ruleset.chains)
+    if ufw_chains or ufw_enabled(paths):
+        raise BackendError('this host\'s firewall is managed by ufw (%s); firewall_ruleset has no ufw backend yet, '
+                           'and rules written beside ufw would be lost at its next reload'
+                           % ('ufw chains in the ruleset' if ufw_chains else 'ENABLED=yes in %s' % paths['ufw_config']))
+
+
+def iptables_variant(run_command, get_bin_path, ruleset, paths):
+    """'nft' or 'legacy': the variant whose tables are in the kernel, else the iptables command's own."""
+    if ruleset is not None and iptables_nft_tables(ruleset):
+        return 'nft'
+    if legacy_tables_present(paths):
+        return 'legacy'
+    binary = get_bin_path('iptables')
+    if binary:
+        rc, out, err = run_command([binary, '-V'])
+        if rc == 0 and '(legacy)' in out + err:
+            return 'legacy'
+    return 'nft'
+
+
+def select_backend(run_command, get_bin_path, options, paths=None):
+    """The backend for this host, per ``options['backend']`` (auto, nftables, iptables)."""
+    paths = paths or PATHS
+    choice = options.get('backend') or 'auto'
+    nft = get_bin_path('nft')
+    ruleset, ruleset_text, lock = None, None, None
+    if nft:
+        lock = hold_host_lock(NftablesBackend.lock_path) if NftablesBackend.lock_path else None
+        rc, ruleset_text, err = run_command([nft, '-j', 'list', 'ruleset'])
+        if rc == 0:
+            ruleset = Ruleset.from_text(ruleset_text)
+        elif choice == 'nftables':
+            raise BackendError('nftables: nft -j list ruleset failed (%d): %s' % (rc, (err or ruleset_text).strip()))
+        else:
+            ruleset_text = None
+    elif choice == 'nftables':
+        raise BackendError('nftables: the nft command was not found on this host (install the nftables package)')
+    refuse_managed_hosts(ruleset, paths)
+
+    if choice == 'auto':
+        if ruleset is not None and native_tables(ruleset):
+            choice = 'nftables'
+        elif ruleset is not None and iptables_nft_tables(ruleset):
+            choice = 'iptables'
+        elif legacy_tables_present(paths):
+            choice = 'iptables'
+        elif ruleset is not None:
+            choice = 'nftables'
+        elif get_bin_path('iptables') or get_bin_path('iptables-legacy') or get_bin_path('iptables-nft'):
+            choice = 'iptables'
+        else:
+            raise BackendError('no firewall tooling found on this host: neither nft nor iptables')
+    if choice == 'nftables':
+        return NftablesBackend(run_command, get_bin_path, options, ruleset_text=ruleset_text, lock=lock)
+    return IptablesBackend(run_command, get_bin_path, options, iptables_variant(run_command, get_bin_path, ruleset,
+                                                                                paths))

@@ -1,0 +1,697 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The nftables backend.
+
+Where our rules go, per section (rule_model.sections) and address family:
+
+    in       lync_xmpp_in    <- jump at the top of the filter base chain at hook input
+    out      lync_xmpp_out   <- ... hook output
+    forward  lync_xmpp_fwd   <- ... hook forward
+    dnat     lync_xmpp_dnat  <- ... the nat base chain at hook prerouting
+    snat     lync_xmpp_snat  <- ... the nat base chain at hook postrouting
+
+Our chain lives in the table of the base chain that decides the packet's fate
+(a verdict in one table cannot override a drop in another table at the same
+hook), so the base chain is chosen among the host's own: policy drop first,
+then an inet table, then the earliest priority.  Where the host has no base
+chain at a hook, our chain becomes a base chain itself, with policy accept, in
+a table of ours (``inet lync_xmpp``), which filters nothing else.
+
+The live state is read once (``nft -j list ruleset``).  The transaction is one
+``nft -f`` script, checked first with ``nft -c``, that names only our chains,
+our jump rules (deleted by handle) and our table: foreign tables, chains,
+rules, their order and chain policies are never named in it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import fnmatch
+import ipaddress
+import json
+import re
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    Backend,
+    BackendError,
+    group_kernel_rules,
+    hold_host_lock,
+    port_span_text,
+    remove_file,
+    write_file_atomic,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    kernel_comment,
+    port_spans,
+    rule_family,
+    split_kernel_comment,
+)
+
+OUR_TABLE = ('inet', 'lync_xmpp')
+SECTION_ORDER = ('in', 'out', 'forward', 'dnat', 'snat')
+OUR_CHAINS = {
+    'in': 'lync_xmpp_in',
+    'out': 'lync_xmpp_out',
+    'forward': 'lync_xmpp_fwd',
+    'dnat': 'lync_xmpp_dnat',
+    'snat': 'lync_xmpp_snat',
+}
+SECTION_OF_CHAIN = dict((chain, section) for section, chain in OUR_CHAINS.items())
+HOOKS = {'in': 'input', 'out': 'output', 'forward': 'forward', 'dnat': 'prerouting', 'snat': 'postrouting'}
+CHAIN_TYPES = {'in': 'filter', 'out': 'filter', 'forward': 'filter', 'dnat': 'nat', 'snat': 'nat'}
+# The priorities our own base chains get: nft's named priorities filter, dstnat and srcnat.
+OWN_PRIORITIES = {'in': 0, 'out': 0, 'forward': 0, 'dnat': -100, 'snat': 100}
+TABLE_FAMILIES = {'inet': (4, 6), 'ip': (4,), 'ip6': (6,)}
+ADDRESS_KEYWORD = {4: 'ip', 6: 'ip6'}
+NFPROTO = {4: 'ipv4', 6: 'ipv6'}
+FAMILY_LABEL = {4: 'IPv4', 6: 'IPv6'}
+# The comment on our jump rules: how a reader (and we) recognise them.
+JUMP_COMMENT = 'lync-xmpp-federation'
+DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.nftables.lock'
+INCLUDE_MARKER = '# lync.xmpp_federation: XMPP federation rules (firewall_ruleset)'
+INCLUDE_LINE = re.compile(r'^\s*include\s+"([^"]+)"\s*(#.*)?$')
+ERROR_LINE = re.compile(r'^(?:/dev/stdin|-):(\d+):[\d-]+: Error: (.*)$')
+
+
+def table_text(table):
+    """('inet', 'filter') -> 'inet filter', as nft commands name a table."""
+    return '%s %s' % table
+
+
+def parse_table_option(value):
+    """'inet filter' -> ('inet', 'filter'); raises BackendError naming the option."""
+    words = (value or '').split()
+    if len(words) != 2 or words[0] not in TABLE_FAMILIES or not re.match(r'^[A-Za-z][A-Za-z0-9_.-]*$', words[1]):
+        raise BackendError("nftables: nft_table: %r must be FAMILY NAME with FAMILY one of inet, ip, ip6 "
+                           "(for example 'inet filter')" % (value,))
+    return words[0], words[1]
+
+
+# -- kernel rules: one model rule as the kernel holds it ------------------------
+
+def network_text(network):
+    """'198.51.100.7/32' -> '198.51.100.7'; networks keep their prefix length (as nft prints them)."""
+    parsed = ipaddress.ip_network(network)
+    return str(parsed.network_address) if parsed.prefixlen == parsed.max_prefixlen else str(parsed)
+
+
+def ports_text(spans):
+    texts = [port_span_text(span, '-') for span in spans]
+    return texts[0] if len(texts) == 1 else '{ %s }' % ', '.join(texts)
+
+
+class KernelRule(object):
+    """One nft rule of ours, in a form built from a model rule and read back from ``nft -j`` alike.
+
+    ``nfproto`` is 4 or 6 only where an inet chain serves one family and the
+    rule has no address that would say which; ``verdict`` is 'accept', 'drop',
+    'reject', ('dnat', address) or ('snat', address).
+    """
+
+    __slots__ = ('nfproto', 'source', 'destination', 'protocol', 'ports', 'verdict', 'comment')
+
+    def __init__(self, nfproto, source, destination, protocol, ports, verdict, comment):
+        self.nfproto, self.source, self.destination = nfproto, source, destination
+        self.protocol, self.ports, self.verdict, self.comment = protocol, tuple(ports), verdict, comment
+
+    def key(self):
+        return (self.nfproto, self.source, self.destination, self.protocol, self.ports, self.verdict, self.comment)
+
+    def __eq__(self, other):
+        return isinstance(other, KernelRule) and self.key() == other.key()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return 'KernelRule%r' % (self.key(),)
+
+    def text(self, table_family):
+        """The rule's nft syntax, after ``add rule FAMILY TABLE CHAIN``."""
+        words = []
+        if self.nfproto:
+            words.append('meta nfproto %s' % NFPROTO[self.nfproto])
+        for field, network in (('saddr', self.source), ('daddr', self.destination)):
+            if network:
+                words.append('%s %s %s' % (ADDRESS_KEYWORD[ipaddress.ip_network(network).version], field,
+                                           network_text(network)))
+        words.append('%s dport %s' % (self.protocol, ports_text(self.ports)))
+        words.append('counter')
+        if isinstance(self.verdict, tuple):
+            kind, address = self.verdict
+            family = ADDRESS_KEYWORD[ipaddress.ip_address(address).version]
+            # In an inet table nft must be told the family of the address; ip and ip6 tables know it.
+            words.append('%s %sto %s' % (kind, family + ' ' if table_family == 'inet' else '', address))
+        else:
+            words.append(self.verdict)
+        words.append('comment "%s"' % self.comment)
+        return ' '.join(words)
+
+    def families(self, table_family):
+        """The address families this kernel rule applies to."""
+        for network in (self.source, self.destination):
+            if network:
+                return (ipaddress.ip_network(network).version,)
+        if isinstance(self.verdict, tuple):
+            return (ipaddress.ip_address(self.verdict[1]).version,)
+        if self.nfproto:
+            return (self.nfproto,)
+        return TABLE_FAMILIES[table_family]
+
+
+def kernel_rules(rule, table_family, families):
+    """The kernel rules for one model rule in a chain of ``table_family`` serving ``families``.
+
+    One kernel rule per (source, destination) pair: nft merges overlapping
+    addresses in a set (a /32 inside a listed /24 vanishes), which would make
+    the rules read back differ from the rules written.  Ports stay together in
+    one set; the model has already merged them.
+    """
+    family = rule_family(rule)
+    here = sorted(set(families) & (set([family]) if family else set(TABLE_FAMILIES[table_family])))
+    if not here:
+        return []
+    if rule.get('nat'):
+        verdict = (rule['nat'], rule['nat_to'])
+    else:
+        verdict = rule['action']
+    # An inet chain that serves one family only (the other family's rules live in another table) must not
+    # let a rule without addresses match the other family too.
+    nfprotos = here if family is None and table_family == 'inet' and len(here) == 1 else [None]
+    spans = port_spans(rule['ports'])
+    return [KernelRule(nfproto, source, destination, rule['protocol'], spans, verdict, kernel_comment(rule))
+            for nfproto in nfprotos
+            for source in rule['source'] or [None]
+            for destination in rule['destination'] or [None]]
+
+
+def _parse_network(right):
+    """A match's right-hand side -> a canonical network, or None when it is not one network."""
+    if isinstance(right, dict) and 'set' in right:
+        if len(right['set']) != 1:
+            return None
+        right = right['set'][0]
+    try:
+        if isinstance(right, str):
+            return str(ipaddress.ip_network(right))
+        if isinstance(right, dict) and 'prefix' in right:
+            return str(ipaddress.ip_network('%s/%d' % (right['prefix']['addr'], right['prefix']['len'])))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def _parse_ports(right):
+    """A dport match's right-hand side -> sorted spans, or None."""
+    items = right['set'] if isinstance(right, dict) and 'set' in right else [right]
+    spans = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            spans.append((item, item))
+        elif isinstance(item, dict) and isinstance(item.get('range'), list) and len(item['range']) == 2:
+            spans.append((int(item['range'][0]), int(item['range'][1])))
+        else:
+            return None
+    return sorted(spans)
+
+
+def parse_kernel_rule(rule):
+    """A rule of ``nft -j list ruleset`` -> KernelRule, or None when it is not in a form we write."""
+    fields = {'nfproto': None, 'saddr': None, 'daddr': None, 'protocol': None, 'ports': None, 'verdict': None}
+    counter = False
+    for expression in rule.get('expr', []):
+        if not isinstance(expression, dict) or len(expression) != 1:
+            return None
+        kind, body = list(expression.items())[0]
+        if kind == 'match':
+            if body.get('op') not in ('==', 'in'):
+                return None
+            left, right = body.get('left') or {}, body.get('right')
+            if isinstance(left, dict) and left.get('meta', {}).get('key') == 'nfproto':
+                fields['nfproto'] = {'ipv4': 4, 'ipv6': 6}.get(right)
+                if fields['nfproto'] is None:
+                    return None
+                continue
+            payload = left.get('payload') if isinstance(left, dict) else None
+            if not payload:
+                return None
+            protocol, field = payload.get('protocol'), payload.get('field')
+            if protocol in ('ip', 'ip6') and field in ('saddr', 'daddr') and fields[field] is None:
+                fields[field] = _parse_network(right)
+                if fields[field] is None or ADDRESS_KEYWORD[ipaddress.ip_network(fields[field]).version] != protocol:
+                    return None
+            elif protocol in ('tcp', 'udp') and field == 'dport' and fields['ports'] is None:
+                fields['protocol'], fields['ports'] = protocol, _parse_ports(right)
+                if fields['ports'] is None:
+                    return None
+            else:
+                return None
+        elif kind == 'counter':
+            counter = True
+        elif kind in ('accept', 'drop', 'reject') and fields['verdict'] is None:
+            fields['verdict'] = kind
+        elif kind in ('dnat', 'snat') and fields['verdict'] is None and isinstance(body, dict):
+            if set(body) - set(['addr', 'family']) or not isinstance(body.get('addr'), str):
+                return None
+            fields['verdict'] = (kind, body['addr'])
+        else:
+            return None
+    if not counter or fields['verdict'] is None or fields['ports'] is None:
+        return None
+    return KernelRule(fields['nfproto'], fields['saddr'], fields['daddr'], fields['protocol'], fields['ports'],
+                      fields['verdict'], rule.get('comment') or '')
+
+
+def kernel_rule_piece(kernel_rule, section, table_family):
+    """One kernel rule of ours -> a piece for backend.group_kernel_rules; None when its comment is not ours."""
+    name, comment = split_kernel_comment(kernel_rule.comment)
+    if name is None:
+        return None
+    piece = {
+        'name': name, 'comment': comment, 'protocol': kernel_rule.protocol,
+        'direction': 'forward' if section in ('dnat', 'snat') else section,
+        'action': 'accept' if isinstance(kernel_rule.verdict, tuple) else kernel_rule.verdict,
+        'nat': None, 'nat_to': None,
+        'families': kernel_rule.families(table_family),
+        'source': [kernel_rule.source] if kernel_rule.source else [],
+        'destination': [kernel_rule.destination] if kernel_rule.destination else [],
+        'ports': list(kernel_rule.ports),
+    }
+    if isinstance(kernel_rule.verdict, tuple):
+        piece['nat'], piece['nat_to'] = kernel_rule.verdict
+        if piece['nat'] != section:
+            return None
+    return piece
+
+
+# -- the live ruleset -------------------------------------------------------------
+
+class Ruleset(object):
+    """``nft -j list ruleset``, indexed: tables, chains (with their hook properties), rules in chain order."""
+
+    def __init__(self, document):
+        self.tables = []
+        self.chains = {}      # (family, table, chain) -> {'type', 'hook', 'prio', 'policy'} or None (regular)
+        self.rules = {}       # (family, table, chain) -> [rule dicts, in order]
+        for item in (document or {}).get('nftables', []):
+            if 'table' in item:
+                self.tables.append((item['table']['family'], item['table']['name']))
+            elif 'chain' in item:
+                chain = item['chain']
+                key = (chain['family'], chain['table'], chain['name'])
+                self.chains[key] = (dict((field, chain.get(field)) for field in ('type', 'hook', 'prio', 'policy'))
+                                    if 'hook' in chain else None)
+                self.rules.setdefault(key, [])
+            elif 'rule' in item:
+                rule = item['rule']
+                self.rules.setdefault((rule['family'], rule['table'], rule['chain']), []).append(rule)
+
+    @classmethod
+    def from_text(cls, text):
+        try:
+            return cls(json.loads(text or '{}'))
+        except ValueError as error:
+            raise BackendError('nftables: cannot read the output of nft -j list ruleset: %s' % error)
+
+    def base_chains(self, chain_type, hook, family):
+        """[(table, chain, properties)] of the given type at the given hook that can see ``family``'s packets."""
+        return [((table_family, table), chain, properties)
+                for (table_family, table, chain), properties in self.chains.items()
+                if properties and properties.get('type') == chain_type and properties.get('hook') == hook
+                and family in TABLE_FAMILIES.get(table_family, ())]
+
+    def our_chains(self):
+        """{(table, chain): properties} for every chain of ours anywhere (our table's chains all count)."""
+        return dict((((family, table), chain), properties)
+                    for (family, table, chain), properties in self.chains.items()
+                    if chain in SECTION_OF_CHAIN or (family, table) == OUR_TABLE)
+
+    def jumps_to_ours(self):
+        """[(table, chain, index, target, exact, handle)]: every rule outside our chains that jumps to one of ours."""
+        found = []
+        for (family, table, chain), rules in self.rules.items():
+            if chain in SECTION_OF_CHAIN or (family, table) == OUR_TABLE:
+                continue
+            for index, rule in enumerate(rules):
+                targets = [body.get('target') for expression in rule.get('expr', []) if isinstance(expression, dict)
+                           for kind, body in expression.items() if kind in ('jump', 'goto') and isinstance(body, dict)]
+                for target in targets:
+                    if target in SECTION_OF_CHAIN:
+                        exact = rule.get('expr') == [{'jump': {'target': target}}] and rule.get('comment') == JUMP_COMMENT
+                        found.append(((family, table), chain, index, target, exact, rule.get('handle')))
+        return found
+
+
+# -- the backend --------------------------------------------------------------------
+
+class Placement(object):
+    """Where one chain of ours goes: its table, whether it is a base chain of ours, the base chain that jumps to it."""
+
+    def __init__(self, section, table, jump_from, own_base):
+        self.section, self.table, self.jump_from, self.own_base = section, table, jump_from, own_base
+        self.chain = OUR_CHAINS[section]
+        self.families = set()
+
+    @property
+    def key(self):
+        return (self.table, self.chain)
+
+    def base_properties(self):
+        if not self.own_base:
+            return None
+        return {'type': CHAIN_TYPES[self.section], 'hook': HOOKS[self.section],
+                'prio': OWN_PRIORITIES[self.section], 'policy': 'accept'}
+
+    def declaration(self):
+        if not self.own_base:
+            return 'add chain %s %s' % (table_text(self.table), self.chain)
+        return 'add chain %s %s { type %s hook %s priority %d; policy accept; }' % (
+            table_text(self.table), self.chain, CHAIN_TYPES[self.section], HOOKS[self.section],
+            OWN_PRIORITIES[self.section])
+
+
+class NftablesBackend(Backend):
+    """nftables through the ``nft`` command; ``ruleset_text`` is the JSON detection already read, if any."""
+
+    name = 'nftables'
+    lock_path = DEFAULT_LOCK_PATH
+
+    def __init__(self, run_command, get_bin_path, options, ruleset_text=None, lock=None):
+        super(NftablesBackend, self).__init__(run_command, get_bin_path, options)
+        self.nft = None
+        self.ruleset = None
+        self._preloaded = ruleset_text
+        self._lock = lock
+        self.live_rules, self.live_problems = [], []
+        self._layouts = {}
+
+    # -- reading ----------------------------------------------------------------
+    def _nft(self):
+        if self.nft is None:
+            self.nft = self.get_bin_path('nft')
+            if not self.nft:
+                raise BackendError('nftables: the nft command was not found')
+        return self.nft
+
+    def read(self):
+        if self._lock is None and self.lock_path:
+            self._lock = hold_host_lock(self.lock_path)
+        text = self._preloaded
+        self._preloaded = None
+        if text is None:
+            rc, text, err = self.run_command([self._nft(), '-j', 'list', 'ruleset'])
+            if rc != 0:
+                raise BackendError('nftables: nft -j list ruleset failed (%d): %s' % (rc, (err or text).strip()))
+        self.ruleset = Ruleset.from_text(text)
+        self._layouts = {}
+        pieces, problems = [], []
+        for (table, chain), _properties in sorted(self.ruleset.our_chains().items()):
+            section = SECTION_OF_CHAIN.get(chain)
+            for rule in self.ruleset.rules.get((table[0], table[1], chain), []):
+                kernel_rule = parse_kernel_rule(rule) if section else None
+                piece = kernel_rule_piece(kernel_rule, section, table[0]) if kernel_rule else None
+                if piece is None:
+                    problems.append("nftables: chain %s %s holds a rule not in a form we write (handle %s)"
+                                    % (table_text(table), chain, rule.get('handle')))
+                else:
+                    pieces.append(piece)
+        self.live_rules, grouping_problems = group_kernel_rules(pieces)
+        self.live_problems = problems + grouping_problems
+
+    def current_rules(self):
+        return self.live_rules
+
+    def problems(self):
+        return list(self.live_problems)
+
+    # -- placement ----------------------------------------------------------------
+    def _option_table(self):
+        value = self.options.get('nft_table')
+        return parse_table_option(value) if value else None
+
+    def _named_base(self, section):
+        return (self.options.get('base_chains') or {}).get(section) if section in ('in', 'out', 'forward') else None
+
+    def _choose_base(self, section, family):
+        """(table, base chain) our chain for ``section`` hangs from for ``family``; (OUR_TABLE, None): our own."""
+        chain_type, hook = CHAIN_TYPES[section], HOOKS[section]
+        wanted_table, wanted_chain = self._option_table(), self._named_base(section)
+        candidates = [candidate for candidate in self.ruleset.base_chains(chain_type, hook, family)
+                      if candidate[0] != OUR_TABLE and candidate[1] not in SECTION_OF_CHAIN]
+        if wanted_table:
+            if family not in TABLE_FAMILIES[wanted_table[0]]:
+                raise BackendError("nftables: nft_table %r cannot hold %s rules, and the rules need them"
+                                   % (table_text(wanted_table), FAMILY_LABEL[family]))
+            candidates = [candidate for candidate in candidates if candidate[0] == wanted_table]
+        if wanted_chain:
+            named = [candidate for candidate in candidates if candidate[1] == wanted_chain]
+            if not named:
+                where = " in table %r" % table_text(wanted_table) if wanted_table else ''
+                raise BackendError("nftables: base_chains.%s: no %s base chain %r at hook %s%s can see %s packets"
+                                   % (section, chain_type, wanted_chain, hook, where, FAMILY_LABEL[family]))
+            candidates = named
+        if not candidates:
+            if wanted_table and chain_type == 'filter':
+                raise BackendError("nftables: nft_table %r has no filter base chain at hook %s; name an existing "
+                                   "one with base_chains.%s" % (table_text(wanted_table), hook, section))
+            return OUR_TABLE, None
+        # The chain that decides the packet's fate: policy drop first, then inet, then the earliest priority;
+        # names last, so that the choice is stable.
+        best = min(candidates, key=lambda candidate: (
+            candidate[2].get('policy') != 'drop', candidate[0][0] != 'inet', candidate[2].get('prio') or 0,
+            candidate[0][1] != 'filter', candidate[0], candidate[1]))
+        return best[0], best[1]
+
+    def layout(self, rules):
+        """[Placement] for ``rules``, in section order; raises BackendError when a placement is impossible."""
+        cache_key = json.dumps(rules, sort_keys=True)
+        if cache_key in self._layouts:
+            return self._layouts[cache_key]
+        placements = {}
+        for section in SECTION_ORDER:
+            in_section = [rule for rule in rules if (rule.get('nat') or rule['direction']) == section]
+            families = set()
+            for rule in in_section:
+                family = rule_family(rule)
+                families.update([family] if family else [4, 6])
+            for family in sorted(families):
+                table, base = self._choose_base(section, family)
+                key = (table, OUR_CHAINS[section])
+                placement = placements.get(key)
+                if placement is None:
+                    placement = placements[key] = Placement(section, table, base, base is None)
+                elif placement.jump_from != base:
+                    raise BackendError('nftables: %s rules of both families would need chain %s in table %r '
+                                       'entered from two base chains (%s, %s)'
+                                       % (section, placement.chain, table_text(table), placement.jump_from, base))
+                placement.families.add(family)
+        result = sorted(placements.values(), key=lambda item: (SECTION_ORDER.index(item.section), item.table))
+        seen = {}
+        for placement in result:
+            if placement.jump_from:
+                origin = (placement.table, placement.jump_from)
+                if origin in seen:
+                    raise BackendError("nftables: base chain %r of table %r would have to be first for both %s and "
+                                       "%s; name distinct base chains with base_chains"
+                                       % (placement.jump_from, table_text(placement.table), seen[origin],
+                                          placement.section))
+                seen[origin] = placement.section
+        self._layouts[cache_key] = result
+        return result
+
+    def chain_contents(self, placement, rules):
+        """The kernel rules of one chain of ours, in the order they must stand."""
+        table_family = placement.table[0]
+        return [kernel_rule for rule in rules if (rule.get('nat') or rule['direction']) == placement.section
+                for kernel_rule in kernel_rules(rule, table_family, placement.families)]
+
+    # -- comparing ----------------------------------------------------------------
+    def _jumps_kept(self, placements):
+        """The placements whose one jump is already in place: exactly one, exact, first in the right chain."""
+        jumps = self.ruleset.jumps_to_ours()
+        kept = set()
+        for placement in placements:
+            if not placement.jump_from:
+                continue
+            to_it = [jump for jump in jumps if jump[0] == placement.table and jump[3] == placement.chain]
+            if len(to_it) == 1 and to_it[0][1] == placement.jump_from and to_it[0][2] == 0 and to_it[0][4]:
+                kept.add(placement.key)
+        return kept
+
+    def _chain_in_place(self, placement, rules):
+        table, chain = placement.key
+        if (table[0], table[1], chain) not in self.ruleset.chains:
+            return False
+        if self.ruleset.chains[(table[0], table[1], chain)] != placement.base_properties():
+            return False
+        live = [parse_kernel_rule(rule) for rule in self.ruleset.rules.get((table[0], table[1], chain), [])]
+        return live == self.chain_contents(placement, rules)
+
+    def in_place(self, rules):
+        if self.live_problems:
+            return False
+        placements = self.layout(rules)
+        wanted = set(placement.key for placement in placements)
+        if set(self.ruleset.our_chains()) != wanted:
+            return False
+        if (OUR_TABLE in self.ruleset.tables) != any(placement.table == OUR_TABLE for placement in placements):
+            return False
+        if not all(self._chain_in_place(placement, rules) for placement in placements):
+            return False
+        kept = self._jumps_kept(placements)
+        jumping = [placement for placement in placements if placement.jump_from]
+        return len(kept) == len(jumping) and len(self.ruleset.jumps_to_ours()) == len(jumping)
+
+    def present_anywhere(self):
+        return bool(self.ruleset.our_chains() or self.ruleset.jumps_to_ours() or OUR_TABLE in self.ruleset.tables)
+
+    # -- writing ----------------------------------------------------------------
+    def _render(self, rules):
+        placements = self.layout(rules)
+        wanted = set(placement.key for placement in placements)
+        kept = self._jumps_kept(placements)
+        live_chains = self.ruleset.our_chains()
+        own_table_wanted = any(placement.table == OUR_TABLE for placement in placements)
+        lines = ['# lync-xmpp-federation: nft -f']
+        if own_table_wanted:
+            lines.append('add table %s' % table_text(OUR_TABLE))
+        for placement in placements:
+            live_properties = live_chains.get(placement.key, 'absent')
+            if live_properties not in ('absent', placement.base_properties()):
+                # A chain's hook cannot be changed in place: make it anew.
+                lines += ['flush chain %s %s' % (table_text(placement.table), placement.chain),
+                          'delete chain %s %s' % (table_text(placement.table), placement.chain)]
+            lines.append(placement.declaration())
+        # Jumps first: a chain cannot be deleted while a rule still jumps to it.
+        for table, chain, _index, target, _exact, handle in sorted(self.ruleset.jumps_to_ours(), key=str):
+            if (table, target) not in kept:
+                lines.append('delete rule %s %s handle %d' % (table_text(table), chain, handle))
+        for placement in placements:
+            lines.append('flush chain %s %s' % (table_text(placement.table), placement.chain))
+            lines += ['add rule %s %s %s' % (table_text(placement.table), placement.chain,
+                                             kernel_rule.text(placement.table[0]))
+                      for kernel_rule in self.chain_contents(placement, rules)]
+        for placement in placements:
+            if placement.jump_from and placement.key not in kept:
+                # insert without a position puts the rule first in the chain.
+                lines.append('insert rule %s %s jump %s comment "%s"' % (
+                    table_text(placement.table), placement.jump_from, placement.chain, JUMP_COMMENT))
+        for table, chain in sorted(live_chains):
+            if (table, chain) in wanted or (table == OUR_TABLE and not own_table_wanted):
+                continue
+            lines += ['flush chain %s %s' % (table_text(table), chain),
+                      'delete chain %s %s' % (table_text(table), chain)]
+        if OUR_TABLE in self.ruleset.tables and not own_table_wanted:
+            lines.append('delete table %s' % table_text(OUR_TABLE))
+        return '\n'.join(lines) + '\n'
+
+    def render_present(self, rules):
+        return self._render(rules)
+
+    def render_absent(self):
+        return self._render([])
+
+    def _explain(self, script, out, err):
+        """nft's message, with the script line it names and the rule of ours on it."""
+        lines = script.splitlines()
+        details = []
+        for line in (err or out or '').splitlines():
+            match = ERROR_LINE.match(line.strip())
+            if not match:
+                continue
+            number = int(match.group(1))
+            text = lines[number - 1] if 0 < number <= len(lines) else ''
+            comment = re.search(r'comment "([^"]*)"\s*$', text)
+            name = split_kernel_comment(comment.group(1))[0] if comment and comment.group(1) != JUMP_COMMENT else None
+            details.append('line %d%s: %s (%s)' % (number, " (rule '%s')" % name if name else '', match.group(2),
+                                                   text))
+        return '; '.join(details) or ' '.join((err or out or 'no message').split())
+
+    def apply(self, script):
+        nft = self._nft()
+        rc, out, err = self.run_command([nft, '-c', '-f', '-'], data=script, binary_data=True)
+        if rc != 0:
+            raise BackendError('nftables: the transaction was refused, %s; nothing was changed'
+                               % self._explain(script, out, err))
+        # One nft -f is one kernel transaction: all of it is committed, or none.
+        rc, out, err = self.run_command([nft, '-f', '-'], data=script, binary_data=True)
+        if rc != 0:
+            raise BackendError('nftables: the kernel refused the transaction, %s; the ruleset is as it was '
+                               'before this run' % self._explain(script, out, err))
+
+    # -- persistence ----------------------------------------------------------------
+    def persist_file(self):
+        return self.options.get('nft_persist_file') or '/etc/nftables.d/lync-xmpp-federation.nft'
+
+    def main_config(self):
+        return self.options.get('nft_main_config') or '/etc/nftables.conf'
+
+    def persisted_text(self, rules):
+        """Our file: loaded after the admin's configuration (which flushes the ruleset), it rebuilds our part."""
+        lines = ['#!/usr/sbin/nft -f',
+                 '# Written by lync.xmpp_federation.firewall_ruleset: this host\'s XMPP federation rules.',
+                 '# Included from %s; loading that file reproduces the live state. The next run' % self.main_config(),
+                 '# rewrites this file: change the inventory, not this file.']
+        placements = self.layout(rules)
+        for placement in placements:
+            table = table_text(placement.table)
+            lines += ['', 'add table %s' % table, placement.declaration(), 'flush chain %s %s' % (table, placement.chain)]
+            lines += ['add rule %s %s %s' % (table, placement.chain, kernel_rule.text(placement.table[0]))
+                      for kernel_rule in self.chain_contents(placement, rules)]
+            if placement.jump_from:
+                lines.append('insert rule %s %s jump %s comment "%s"' % (table, placement.jump_from, placement.chain,
+                                                                         JUMP_COMMENT))
+        return '\n'.join(lines) + '\n'
+
+    def _main_config_with_include(self, current, wanted):
+        """``current`` (the main configuration) with our include line added or removed; None: unchanged."""
+        path = self.persist_file()
+        lines = current.splitlines()
+        ours = [index for index, line in enumerate(lines)
+                if INCLUDE_LINE.match(line) and INCLUDE_LINE.match(line).group(1) == path]
+        if wanted:
+            covered = any(fnmatch.fnmatch(path, INCLUDE_LINE.match(line).group(1))
+                          for line in lines if INCLUDE_LINE.match(line))
+            if covered:
+                return None
+            text = current if current.endswith('\n') or not current else current + '\n'
+            if not text:
+                text = '#!/usr/sbin/nft -f\n'
+            return text + '\n%s\ninclude "%s"\n' % (INCLUDE_MARKER, path)
+        if not ours:
+            return None
+        drop = set(ours)
+        for index in ours:
+            if index > 0 and lines[index - 1] == INCLUDE_MARKER:
+                drop.add(index - 1)
+                if index > 1 and not lines[index - 2].strip():
+                    drop.add(index - 2)
+        return ''.join(line + '\n' for index, line in enumerate(lines) if index not in drop)
+
+    def persist(self, rules, check_mode):
+        wanted = bool(rules)
+        changed = False
+        if wanted:
+            changed = write_file_atomic(self.persist_file(), self.persisted_text(rules), check_mode, mode=0o644)
+        try:
+            with open(self.main_config()) as handle:
+                current = handle.read()
+        except (IOError, OSError):
+            current = None
+        if current is not None or wanted:
+            updated = self._main_config_with_include(current or '', wanted)
+            if updated is not None:
+                changed = write_file_atomic(self.main_config(), updated, check_mode, mode=0o755) or changed
+        if not wanted:
+            changed = remove_file(self.persist_file(), check_mode) or changed
+        return changed
+
+    def persistence_files(self):
+        return [self.persist_file(), self.main_config()]
