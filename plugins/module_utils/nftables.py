@@ -446,6 +446,8 @@ class NftablesBackend(Backend):
         candidates = [candidate for candidate in self.ruleset.base_chains(chain_type, hook, family)
                       if candidate[0] != OUR_TABLE and candidate[1] not in SECTION_OF_CHAIN]
         if wanted_table:
+            if wanted_table not in self.ruleset.tables:
+                raise BackendError('nftables: nft_table %r does not exist on this host' % table_text(wanted_table))
             if family not in TABLE_FAMILIES[wanted_table[0]]:
                 raise BackendError("nftables: nft_table %r cannot hold %s rules, and the rules need them"
                                    % (table_text(wanted_table), FAMILY_LABEL[family]))
