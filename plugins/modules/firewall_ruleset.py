@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 module: firewall_ruleset
 short_description: Apply one host's XMPP federation rules to a Linux firewall in one atomic, idempotent step
 version_added: 1.0.0
-author: lync.xmpp_federation contributors
+author: lync.xmpp_federation contributors (@lync-xmpp-federation)
 description:
   - Applies the whole rule list of one host, as the filter P(lync.xmpp_federation.host_rules#filter) returns it,
     to nftables or iptables (iptables-nft or iptables-legacy) in a single call.
@@ -23,7 +23,14 @@ description:
     host's filter base chains, entered by one jump rule per hook inserted at the top of that base chain, so that
     an accept of ours takes effect even where the base chain's policy is drop. Chain policies, other tables,
     other chains and other rules are never changed.
-  - A host with no filter base chains at all gets a table of ours whose base chains have policy accept.
+  - "nftables: chains C(lync_xmpp_in), C(lync_xmpp_out), C(lync_xmpp_fwd) (and C(lync_xmpp_dnat),
+    C(lync_xmpp_snat) for translations). Where several tables have a base chain at one hook, ours hangs from the
+    one that decides: policy drop first, then an C(inet) table, then the earliest priority."
+  - "iptables: chains C(LYNC-XMPP-IN), C(LYNC-XMPP-OUT), C(LYNC-XMPP-FWD) in the filter table (and
+    C(LYNC-XMPP-DNAT), C(LYNC-XMPP-SNAT) in the nat table), in iptables and ip6tables as the rules' families
+    need, each entered from C(INPUT), C(OUTPUT), C(FORWARD), C(PREROUTING), C(POSTROUTING)."
+  - nftables: a host with no base chain at a hook gets a table of ours (C(inet lync_xmpp)) whose base chains have policy
+    accept.
   - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 attributes:
@@ -35,6 +42,7 @@ attributes:
     support: full
   platform:
     description: Linux hosts with nftables or iptables.
+    support: full
     platforms: linux
 options:
   rules:
@@ -58,8 +66,11 @@ options:
   backend:
     description:
       - The firewall to write to.
-      - V(auto) uses what the host really uses. A host managed by firewalld or ufw is refused with a message
-        saying so.
+      - V(auto) uses what the host really uses, as the kernel shows it. An nftables ruleset of the admin's own
+        first, else tables made by iptables-nft, else iptables-legacy tables; a host with none of these gets
+        nftables where the C(nft) command exists.
+      - A host managed by firewalld or ufw is refused, whatever this option says, with a message saying so;
+        rules written beside them would be lost at their next reload.
       - V(iptables) uses the C(iptables) command as the host has it (nft or legacy variant).
     type: str
     choices: [auto, nftables, iptables]
@@ -78,6 +89,9 @@ options:
       - The nftables table to place our chains in, as C(FAMILY NAME) (for example C(inet filter)).
       - By default the table that holds the host's filter base chains, or a table of ours (C(inet lync_xmpp))
         when the host has none.
+      - A named table must exist and have a filter base chain at every hook the rules need (name them with
+        O(base_chains) where it has several); translation rules still go to the table's nat base chains, or to
+        a table of ours.
     type: str
   base_chains:
     description:
