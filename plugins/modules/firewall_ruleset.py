@@ -29,8 +29,8 @@ description:
   - "iptables: chains C(LYNC-XMPP-IN), C(LYNC-XMPP-OUT), C(LYNC-XMPP-FWD) in the filter table (and
     C(LYNC-XMPP-DNAT), C(LYNC-XMPP-SNAT) in the nat table), in iptables and ip6tables as the rules' families
     need, each entered from C(INPUT), C(OUTPUT), C(FORWARD), C(PREROUTING), C(POSTROUTING)."
-  - nftables: a host with no base chain at a hook gets a table of ours (C(inet lync_xmpp)) whose base chains have policy
-    accept.
+  - "nftables: a host with no base chain at a hook gets a table of ours (C(inet lync_xmpp)) whose base chains have
+    policy accept."
   - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 attributes:
