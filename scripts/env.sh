@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the project's scripts: the venv and the collection path.
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$top/.venv/bin:$PATH"

@@ -162,7 +162,7 @@ stage_molecule() {
     fi
   done
   printf 'molecule: %s\n' "${summary[@]}"
-  return $status
+  return "$status"
 }
 
 status=0

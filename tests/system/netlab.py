@@ -42,7 +42,7 @@ def sh(*argv, **kwargs):
     check = kwargs.pop('check', True)
     stdin = kwargs.pop('input', None)
     proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, **kwargs)
+                          universal_newlines=True, check=False, **kwargs)
     if check and proc.returncode != 0:
         raise RuntimeError('%s failed (%d): %s%s' % (' '.join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout
@@ -203,7 +203,8 @@ def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_feder
         argv.append('--check')
     if diff:
         argv.append('--diff')
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                          check=False)
     try:
         with open(os.path.join(tree, 'localhost')) as result:
             return json.load(result)
