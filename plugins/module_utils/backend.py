@@ -93,18 +93,27 @@ class Backend(object):
         return []
 
 
-def converge(backend, rules, state, persist, check_mode):
+def converge(backend, rules, state, persist, check_mode, canonical=False):
     """The one flow: read once, compare, write only when different.
 
-    Returns a dict for the module result (without diff rendering).
+    ``canonical``: ``rules`` already went through ``normalize_rules`` (the
+    module validates them before it looks at the host).  Returns a dict for
+    the module result (without diff rendering).
     """
-    desired = normalize_rules(rules) if state == 'present' else []
+    if state != 'present':
+        desired = []
+    else:
+        desired = list(rules) if canonical else normalize_rules(rules)
     backend.read()
-    before = backend.current_rules()
     if state == 'present':
-        write = before != desired or not backend.in_place(desired)
+        # in_place compares the kernel's own rules with what rendering ``desired`` gives, chain by chain: when
+        # it holds, the live rules read back are ``desired`` by construction, and the costlier grouping of
+        # kernel rules back into model rules is skipped (a no-op run is the common case).
+        write = not backend.in_place(desired)
+        before = backend.current_rules() if write else desired
         script = backend.render_present(desired) if write else ''
     else:
+        before = backend.current_rules()
         write = backend.present_anywhere()
         script = backend.render_absent() if write else ''
     if write and not check_mode:

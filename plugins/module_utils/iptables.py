@@ -537,15 +537,23 @@ class IptablesBackend(Backend):
                 self.unavailable[family] = '%s failed (%d): %s' % (self.tools[family][0], rc, (err or out).strip())
                 continue
             self.states[family] = FamilyState(family, out)
-        self.live_rules, self.pieces_problems = group_kernel_rules(
-            [piece for state in self.states.values() for piece in state.pieces])
+        self.live_rules, self.pieces_problems = None, []
 
     def current_rules(self):
+        if self.live_rules is None:
+            # Grouped on demand: a no-op run, decided by in_place alone, never needs it.
+            self.live_rules, self.pieces_problems = group_kernel_rules(
+                [piece for state in self.states.values() for piece in state.pieces])
         return self.live_rules
 
     def problems(self):
         """Why our chains are not in a form we wrote (unparseable or incomplete rules)."""
-        return [problem for state in self.states.values() for problem in state.problems] + self.pieces_problems
+        self.current_rules()
+        return self.parse_problems() + self.pieces_problems
+
+    def parse_problems(self):
+        """Rules in our chains that are not in a form we write (the kernel rules compared one by one catch the rest)."""
+        return [problem for state in self.states.values() for problem in state.problems]
 
     def base_chain(self, section):
         if section in ('dnat', 'snat'):
@@ -593,7 +601,7 @@ class IptablesBackend(Backend):
         return True
 
     def in_place(self, rules):
-        if self.problems():
+        if self.parse_problems():
             return False
         for family in FAMILIES:
             wanted = desired_chains(rules, family)

@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import fnmatch
+import functools
 import ipaddress
 import json
 import re
@@ -45,6 +46,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    family_of,
     kernel_comment,
     port_spans,
     rule_family,
@@ -95,8 +97,8 @@ def parse_table_option(value):
 
 def network_text(network):
     """'198.51.100.7/32' -> '198.51.100.7'; networks keep their prefix length (as nft prints them)."""
-    parsed = ipaddress.ip_network(network)
-    return str(parsed.network_address) if parsed.prefixlen == parsed.max_prefixlen else str(parsed)
+    address, _slash, length = network.partition('/')
+    return address if length == ('32' if family_of(network) == 4 else '128') else network
 
 
 def ports_text(spans):
@@ -140,7 +142,7 @@ class KernelRule(object):
             words.append('meta nfproto %s' % NFPROTO[self.nfproto])
         for field, network in (('saddr', self.source), ('daddr', self.destination)):
             if network:
-                words.append('%s %s %s' % (ADDRESS_KEYWORD[ipaddress.ip_network(network).version], field,
+                words.append('%s %s %s' % (ADDRESS_KEYWORD[family_of(network)], field,
                                            network_text(network)))
         words.append('%s dport %s' % (self.protocol, ports_text(self.ports)))
         words.append('counter')
@@ -158,7 +160,7 @@ class KernelRule(object):
         """The address families this kernel rule applies to."""
         for network in (self.source, self.destination):
             if network:
-                return (ipaddress.ip_network(network).version,)
+                return (family_of(network),)
         if isinstance(self.verdict, tuple):
             return (ipaddress.ip_address(self.verdict[1]).version,)
         if self.nfproto:
@@ -192,19 +194,27 @@ def kernel_rules(rule, table_family, families):
             for destination in rule['destination'] or [None]]
 
 
+@functools.lru_cache(maxsize=65536)
+def _canonical_network(text):
+    """'198.51.100.7' -> '198.51.100.7/32', as the rule model writes it; None when it is no network."""
+    try:
+        return str(ipaddress.ip_network(text))
+    except ValueError:
+        return None
+
+
 def _parse_network(right):
     """A match's right-hand side -> a canonical network, or None when it is not one network."""
     if isinstance(right, dict) and 'set' in right:
         if len(right['set']) != 1:
             return None
         right = right['set'][0]
-    try:
-        if isinstance(right, str):
-            return str(ipaddress.ip_network(right))
-        if isinstance(right, dict) and 'prefix' in right:
-            return str(ipaddress.ip_network('%s/%d' % (right['prefix']['addr'], right['prefix']['len'])))
-    except (ValueError, KeyError, TypeError):
-        return None
+    if isinstance(right, str):
+        return _canonical_network(right)
+    if isinstance(right, dict) and isinstance(right.get('prefix'), dict):
+        prefix = right['prefix']
+        if isinstance(prefix.get('addr'), str) and isinstance(prefix.get('len'), int):
+            return _canonical_network('%s/%d' % (prefix['addr'], prefix['len']))
     return None
 
 
@@ -245,7 +255,7 @@ def parse_kernel_rule(rule):
             protocol, field = payload.get('protocol'), payload.get('field')
             if protocol in ('ip', 'ip6') and field in ('saddr', 'daddr') and fields[field] is None:
                 fields[field] = _parse_network(right)
-                if fields[field] is None or ADDRESS_KEYWORD[ipaddress.ip_network(fields[field]).version] != protocol:
+                if fields[field] is None or ADDRESS_KEYWORD[family_of(fields[field])] != protocol:
                     return None
             elif protocol in ('tcp', 'udp') and field == 'dport' and fields['ports'] is None:
                 fields['protocol'], fields['ports'] = protocol, _parse_ports(right)
@@ -389,7 +399,8 @@ class NftablesBackend(Backend):
         self.ruleset = None
         self._preloaded = ruleset_text
         self._lock = lock
-        self.live_rules, self.live_problems = [], []
+        self.live_chains, self.pieces, self.parse_problems = {}, [], []
+        self.live_rules, self.grouping_problems = None, []
         self._layouts = {}
 
     # -- reading ----------------------------------------------------------------
@@ -411,25 +422,31 @@ class NftablesBackend(Backend):
                 raise BackendError('nftables: nft -j list ruleset failed (%d): %s' % (rc, (err or text).strip()))
         self.ruleset = Ruleset.from_text(text)
         self._layouts = {}
-        pieces, problems = [], []
+        # Each rule of ours is parsed once: the comparison and the grouping below both work from this.
+        self.live_chains, self.pieces, self.parse_problems = {}, [], []
         for (table, chain), _properties in sorted(self.ruleset.our_chains().items()):
             section = SECTION_OF_CHAIN.get(chain)
+            parsed = self.live_chains[(table, chain)] = []
             for rule in self.ruleset.rules.get((table[0], table[1], chain), []):
                 kernel_rule = parse_kernel_rule(rule) if section else None
                 piece = kernel_rule_piece(kernel_rule, section, table[0]) if kernel_rule else None
+                parsed.append(kernel_rule)
                 if piece is None:
-                    problems.append("nftables: chain %s %s holds a rule not in a form we write (handle %s)"
-                                    % (table_text(table), chain, rule.get('handle')))
+                    self.parse_problems.append("nftables: chain %s %s holds a rule not in a form we write (handle %s)"
+                                               % (table_text(table), chain, rule.get('handle')))
                 else:
-                    pieces.append(piece)
-        self.live_rules, grouping_problems = group_kernel_rules(pieces)
-        self.live_problems = problems + grouping_problems
+                    self.pieces.append(piece)
+        self.live_rules, self.grouping_problems = None, []
 
     def current_rules(self):
+        if self.live_rules is None:
+            # Grouped on demand: a no-op run, decided by in_place alone, never needs it.
+            self.live_rules, self.grouping_problems = group_kernel_rules(self.pieces)
         return self.live_rules
 
     def problems(self):
-        return list(self.live_problems)
+        self.current_rules()
+        return self.parse_problems + self.grouping_problems
 
     # -- placement ----------------------------------------------------------------
     def _option_table(self):
@@ -533,11 +550,10 @@ class NftablesBackend(Backend):
             return False
         if self.ruleset.chains[(table[0], table[1], chain)] != placement.base_properties():
             return False
-        live = [parse_kernel_rule(rule) for rule in self.ruleset.rules.get((table[0], table[1], chain), [])]
-        return live == self.chain_contents(placement, rules)
+        return self.live_chains.get(placement.key) == self.chain_contents(placement, rules)
 
     def in_place(self, rules):
-        if self.live_problems:
+        if self.parse_problems:
             return False
         placements = self.layout(rules)
         wanted = set(placement.key for placement in placements)

@@ -261,9 +261,9 @@ def main():
     params = module.params
     try:
         # Validate before anything is read or written: bad input changes nothing.
-        normalize_rules(params['rules'], 'rules')
+        rules = normalize_rules(params['rules'], 'rules')
         backend = select_backend(module.run_command, module.get_bin_path, params)
-        result = converge(backend, params['rules'], params['state'], params['persist'], module.check_mode)
+        result = converge(backend, rules, params['state'], params['persist'], module.check_mode, canonical=True)
     except (RuleError, BackendError) as error:
         module.fail_json(msg=str(error))
     before = result.pop('before')

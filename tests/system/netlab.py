@@ -37,6 +37,25 @@ CLIENT4, ROUTER4_A, ROUTER4_B, SERVER4 = '198.51.100.2', '198.51.100.1', '198.51
 CLIENT6, ROUTER6_A, ROUTER6_B, SERVER6 = '2001:db8:a::2', '2001:db8:a::1', '2001:db8:b::1', '2001:db8:b::66'
 
 
+# Rules the backends' system tests share: the server is a host firewall (in/out rules), the router a
+# perimeter firewall (forward and NAT rules), both address families.
+SERVER_RULES = [
+    {'name': 'xmpp-in', 'direction': 'in', 'protocol': 'tcp', 'ports': [5269, 5270],
+     'comment': 'partners to the Edge'},
+    {'name': 'xmpp-out', 'direction': 'out', 'protocol': 'tcp', 'ports': [5269], 'comment': 'Edge to partners'},
+]
+ROUTER_RULES = [
+    {'name': 'fwd-v4', 'direction': 'forward', 'ports': [5269], 'source': [CLIENT4], 'destination': [SERVER4],
+     'comment': 'row 1 IPv4'},
+    {'name': 'fwd-v6', 'direction': 'forward', 'ports': ['5269'], 'destination': [SERVER6 + '/128'],
+     'comment': 'row 1 IPv6'},
+    {'name': 'fwd-reject', 'direction': 'forward', 'ports': ['6000-6010', 7000], 'action': 'reject',
+     'comment': 'reject, both families'},
+    {'name': 'nat-edge', 'direction': 'forward', 'ports': [5269], 'destination': [ROUTER4_A], 'nat': 'dnat',
+     'nat_to': SERVER4, 'comment': 'public address to the Edge'},
+]
+
+
 def sh(*argv, **kwargs):
     """Run a command, raise with its output on failure; return stdout."""
     check = kwargs.pop('check', True)
@@ -212,6 +231,37 @@ def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_feder
         raise RuntimeError('ansible gave no result (%d): %s %s' % (proc.returncode, proc.stdout, proc.stderr))
     finally:
         shutil.rmtree(tree, ignore_errors=True)
+
+
+def ruleset_module(namespace, default_backend, rules=None, **args):
+    """firewall_ruleset in ``namespace``, persist off unless asked; ``_check=True``: check mode."""
+    args.setdefault('backend', default_backend)
+    args.setdefault('persist', False)
+    if rules is not None:
+        args['rules'] = rules
+    check = args.pop('_check', False)
+    return run_module(namespace, args, check=check)
+
+
+def failed(result):
+    """A module failure (the result tree keeps fail_json's msg, not always its 'failed' flag)."""
+    return bool(result.get('failed') or ('msg' in result and 'script' not in result))
+
+
+def ok(result):
+    """The result of a module run that must have succeeded."""
+    assert not failed(result), result.get('msg', result)
+    return result
+
+
+def run_driver(namespace, code, *args):
+    """Run python ``code`` inside ``namespace`` with the collection importable; -> the JSON it prints."""
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    proc = subprocess.run(['ip', 'netns', 'exec', namespace.name, sys.executable, '-c', code] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def wait_until(predicate, seconds=5.0, step=0.1):

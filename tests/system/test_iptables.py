@@ -18,13 +18,12 @@ __metaclass__ = type
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from netlab import CLIENT4, COLLECTIONS, ROUTER4_A, SERVER4, SERVER6, Namespace, Topology, run_module
+from netlab import (ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology, failed, ok,
+                    ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
@@ -64,23 +63,6 @@ ADMIN = {
 }
 TOOL = {4: 'iptables', 6: 'ip6tables'}
 
-# The server is a host firewall (in/out rules), the router a perimeter firewall (forward and NAT rules).
-SERVER_RULES = [
-    {'name': 'xmpp-in', 'direction': 'in', 'protocol': 'tcp', 'ports': [5269, 5270],
-     'comment': 'partners to the Edge'},
-    {'name': 'xmpp-out', 'direction': 'out', 'protocol': 'tcp', 'ports': [5269], 'comment': 'Edge to partners'},
-]
-ROUTER_RULES = [
-    {'name': 'fwd-v4', 'direction': 'forward', 'ports': [5269], 'source': [CLIENT4], 'destination': [SERVER4],
-     'comment': 'row 1 IPv4'},
-    {'name': 'fwd-v6', 'direction': 'forward', 'ports': ['5269'], 'destination': [SERVER6 + '/128'],
-     'comment': 'row 1 IPv6'},
-    {'name': 'fwd-reject', 'direction': 'forward', 'ports': ['6000-6010', 7000], 'action': 'reject',
-     'comment': 'reject, both families'},
-    {'name': 'nat-edge', 'direction': 'forward', 'ports': [5269], 'destination': [ROUTER4_A], 'nat': 'dnat',
-     'nat_to': SERVER4, 'comment': 'public address to the Edge'},
-]
-
 
 def save(namespace, variant, family):
     """The family's ruleset as *-save prints it, without counters and the dated comment lines.
@@ -113,22 +95,7 @@ def load_admin(namespace, variant):
 
 
 def module(namespace, rules=None, **args):
-    args.setdefault('backend', 'iptables')
-    args.setdefault('persist', False)
-    if rules is not None:
-        args['rules'] = rules
-    check = args.pop('_check', False)
-    return run_module(namespace, args, check=check)
-
-
-def failed(result):
-    """A module failure (the result tree keeps fail_json's msg, not always its 'failed' flag)."""
-    return bool(result.get('failed') or ('msg' in result and 'script' not in result))
-
-
-def ok(result):
-    assert not failed(result), result.get('msg', result)
-    return result
+    return ruleset_module(namespace, 'iptables', rules, **args)
 
 
 def our_lines(text):
@@ -265,15 +232,6 @@ except BackendError as error:
 else:
     print(json.dumps({'error': None}))
 '''
-
-
-def run_driver(namespace, code, *args):
-    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-    proc = subprocess.run(['ip', 'netns', 'exec', namespace.name, sys.executable, '-c', code] + list(args),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
