@@ -310,6 +310,7 @@ class Ruleset(object):
         self.tables = []
         self.chains = {}      # (family, table, chain) -> {'type', 'hook', 'prio', 'policy'} or None (regular)
         self.rules = {}       # (family, table, chain) -> [rule dicts, in order]
+        self._jumps = None
         for item in (document or {}).get('nftables', []):
             if 'table' in item:
                 self.tables.append((item['table']['family'], item['table']['name']))
@@ -344,7 +345,15 @@ class Ruleset(object):
                     if chain in SECTION_OF_CHAIN or (family, table) == OUR_TABLE)
 
     def jumps_to_ours(self):
-        """[(table, chain, index, target, exact, handle)]: every rule outside our chains that jumps to one of ours."""
+        """[(table, chain, index, target, exact, handle)]: every rule outside our chains that jumps to one of ours.
+
+        Looked up once per read: comparing and rendering both ask, and a host's foreign ruleset can be large.
+        """
+        if self._jumps is None:
+            self._jumps = self._find_jumps_to_ours()
+        return self._jumps
+
+    def _find_jumps_to_ours(self):
         found = []
         for (family, table, chain), rules in self.rules.items():
             if chain in SECTION_OF_CHAIN or (family, table) == OUR_TABLE:
