@@ -158,7 +158,7 @@ def module_call(namespace, backend, rules):
 
 def best(function, repeat):
     """The fastest of ``repeat`` runs: what the work costs without the machine's noise."""
-    return min(function() for _ in range(repeat))
+    return min(function() for _attempt in range(repeat))
 
 
 def bench_module(backend, count, repeat):
@@ -269,8 +269,8 @@ def main():
     floor = trivial(options.repeat)
     print('trivial module call (a play with one ansible.builtin.ping task, same path): %.2f s' % floor)
     print('')
-    print('%-28s %7s %10s %10s %12s %14s' % ('what', 'rules', 'first s', 'no-op s', 'one chg s',
-                                              'no-op ms/rule'))
+    columns = ('what', 'rules', 'first s', 'no-op s', 'one chg s', 'no-op ms/rule')
+    print('%-28s %7s %10s %10s %12s %14s' % columns)
     print('%-28s %7s %10s %10s %12s %14s' % ('', '', '', '', '', '(over ping)'))
     results = {}
     for backend in options.backends:

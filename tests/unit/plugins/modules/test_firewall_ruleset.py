@@ -127,6 +127,6 @@ def test_absent_with_persistence_names_the_files(host, tmp_path):
     main_config, our_file = tmp_path / 'nftables.conf', tmp_path / 'lync.nft'
     main_config.write_text('flush ruleset\n')
     result = run({'state': 'absent', 'nft_main_config': str(main_config), 'nft_persist_file': str(our_file)})
-    assert result['changed'] and result['rules'] == [] and result['persistence_files'] == [str(our_file),
-                                                                                            str(main_config)]
+    assert result['changed'] and result['rules'] == []
+    assert result['persistence_files'] == [str(our_file), str(main_config)]
     assert main_config.read_text() == 'flush ruleset\n' and not result['persisted']
