@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 
@@ -262,6 +263,18 @@ def run_driver(namespace, code, *args):
                           check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def at_once(count, call, seconds=120):
+    """Run ``call`` in ``count`` threads started together; -> their results (each thread waited for at most ``seconds``)."""
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(call())) for _index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds)
+    assert len(results) == count, 'a run did not finish within %d seconds' % seconds
+    return results
 
 
 def wait_until(predicate, seconds=5.0, step=0.1):

@@ -18,12 +18,11 @@ __metaclass__ = type
 import json
 import os
 import re
-import threading
 
 import pytest
 
 from netlab import (ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology, failed, ok,
-                    ruleset_module, run_driver)
+                    at_once, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
@@ -298,16 +297,7 @@ def test_persistence_reproduces_the_live_state_in_a_fresh_kernel(variant, host, 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_two_runs_at_once_leave_one_copy_of_everything(variant, host):
     namespace = host(variant)
-    results = []
-
-    def run():
-        results.append(module(namespace, SERVER_RULES + ROUTER_RULES))
-    threads = [threading.Thread(target=run), threading.Thread(target=run)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert len(results) == 2
+    results = at_once(2, lambda: module(namespace, SERVER_RULES + ROUTER_RULES))
     assert sorted(ok(result)['changed'] for result in results) == [False, True]
     live = saves(namespace, variant)
     for family in (4, 6):

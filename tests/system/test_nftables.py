@@ -18,12 +18,11 @@ __metaclass__ = type
 import json
 import os
 import re
-import threading
 
 import pytest
 
 from netlab import (ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology, failed, ok,
-                    ruleset_module, run_driver)
+                    at_once, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
@@ -326,16 +325,7 @@ def test_persistence_reproduces_the_live_state_after_a_reload(host, tmp_path):
 
 def test_two_runs_at_once_leave_one_copy_of_everything(host):
     namespace = host()
-    results = []
-
-    def run():
-        results.append(module(namespace, SERVER_RULES + ROUTER_RULES))
-    threads = [threading.Thread(target=run), threading.Thread(target=run)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert len(results) == 2
+    results = at_once(2, lambda: module(namespace, SERVER_RULES + ROUTER_RULES))
     assert sorted(ok(result)['changed'] for result in results) == [False, True]
     live = ruleset(namespace)
     assert live.count('jump lync_xmpp_in') == 1 and live.count('jump lync_xmpp_fwd') == 1
