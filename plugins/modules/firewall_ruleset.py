@@ -131,6 +131,9 @@ options:
         type: path
 notes:
   - One call applies the whole list; its cost grows with the number of rules, not with the number of tasks.
+  - "nftables: a packet must be accepted at every base chain of its hook, in every table. Our chains hang from
+    one base chain per hook (see O(nft_table)); where two tables both drop at one hook, the other table must pass
+    the traffic too, which this module does not change."
   - Two runs at once on one host end in the correct state (nft transactions, the xtables lock).
 seealso:
   - plugin: lync.xmpp_federation.host_rules
