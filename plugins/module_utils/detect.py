@@ -18,7 +18,9 @@
 
 The nftables ruleset read here is handed to the nftables backend, so that a
 run reads the live state once; the lock it runs under is taken first, so no
-other run changes the ruleset between the read and the write.
+other run changes the ruleset between the read and the write.  The iptables
+backends read their own format (``*-save``) once; for them this listing only
+decided which variant, and whether firewalld or ufw run the host.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -71,7 +71,8 @@ options:
         nftables where the C(nft) command exists.
       - A host managed by firewalld or ufw is refused, whatever this option says, with a message saying so;
         rules written beside them would be lost at their next reload.
-      - V(iptables) uses the C(iptables) command as the host has it (nft or legacy variant).
+      - V(iptables) writes with iptables, in the variant (nft or legacy) whose tables are in the kernel, else in the
+        variant of the host's C(iptables) command.
     type: str
     choices: [auto, nftables, iptables]
     default: auto
