@@ -301,6 +301,14 @@ def kernel_rule_piece(kernel_rule, section, table_family):
     return piece
 
 
+def _read_or_none(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
 # -- the live ruleset -------------------------------------------------------------
 
 class Ruleset(object):
@@ -704,21 +712,43 @@ class NftablesBackend(Backend):
 
     def persist(self, rules, check_mode):
         wanted = bool(rules)
+        previous = dict((path, _read_or_none(path)) for path in (self.persist_file(), self.main_config()))
+        current = previous[self.main_config()]
         changed = False
         if wanted:
             changed = write_file_atomic(self.persist_file(), self.persisted_text(rules), check_mode, mode=0o644)
-        try:
-            with open(self.main_config()) as handle:
-                current = handle.read()
-        except (IOError, OSError):
-            current = None
         if current is not None or wanted:
             updated = self._main_config_with_include(current or '', wanted)
             if updated is not None:
                 changed = write_file_atomic(self.main_config(), updated, check_mode, mode=0o755) or changed
         if not wanted:
             changed = remove_file(self.persist_file(), check_mode) or changed
+        if changed and wanted and not check_mode:
+            self._check_configuration_loads(previous)
         return changed
+
+    def _check_configuration_loads(self, previous):
+        """``nft -c -f`` the main configuration as the service would load it; on failure put the files back.
+
+        A configuration that does not load leaves a host without any firewall at its next boot or reload, so
+        a file of ours that would break it is not left in place.
+        """
+        nft = self._nft()
+        rc, out, err = self.run_command([nft, '-c', '-f', self.main_config()])
+        if rc == 0:
+            return
+        problem = ' '.join((err or out or 'no message').split())
+        for path, text in previous.items():
+            if text is None:
+                remove_file(path, False)
+            else:
+                write_file_atomic(path, text, False)
+        rc, out, err = self.run_command([nft, '-c', '-f', self.main_config()]) if previous[self.main_config()] \
+            is not None else (0, '', '')
+        before = ('; it did not load before this run either: %s' % ' '.join((err or out).split())) if rc != 0 else ''
+        raise BackendError('nftables: the rules are applied, but with them %s would not load (%s); %s and %s '
+                           'are as they were, so the rules are not persisted%s'
+                           % (self.main_config(), problem, self.main_config(), self.persist_file(), before))
 
     def persistence_files(self):
         return [self.persist_file(), self.main_config()]

@@ -367,3 +367,19 @@ def test_a_host_run_by_firewalld_or_ufw_is_refused_and_left_alone(manager, scrip
         result = module(namespace, SERVER_RULES, backend=backend)
         assert failed(result) and 'managed by %s' % manager in result['msg'], result
     assert ruleset(namespace) == before
+
+
+def test_a_file_of_ours_that_would_break_the_configuration_is_not_left(host, tmp_path):
+    # The admin's configuration does not create the table whose chains we jump from (it is made at
+    # run time by something else): with our include, the service could not load it at all.
+    namespace = host(foreign=False)
+    main_config, our_file = str(tmp_path / 'nftables.conf'), str(tmp_path / 'lync.nft')
+    with open(main_config, 'w') as handle:
+        handle.write('#!/usr/sbin/nft -f\nflush ruleset\n')
+    result = module(namespace, SERVER_RULES, persist=True, nft_main_config=main_config, nft_persist_file=our_file)
+    assert failed(result) and 'would not load' in result['msg'] and 'not persisted' in result['msg'], result
+    with open(main_config) as handle:
+        assert handle.read() == '#!/usr/sbin/nft -f\nflush ruleset\n'
+    assert not os.path.exists(our_file)
+    # The live rules were applied (one transaction, whole); only persistence was refused.
+    assert 'jump lync_xmpp_in' in ruleset(namespace)

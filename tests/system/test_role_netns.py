@@ -122,9 +122,10 @@ class EdgeLab(object):
         self.edge.listen(EDGE_EXTERNAL4, [5269, NOT_IN_MATRIX_PORT], seconds=280)
         self.edge.listen(EDGE_EXTERNAL6, [5269], seconds=280)
         self.edge.listen(EDGE_INTERNAL4, [23456], seconds=280)
+        # The admin's configuration holds the admin's ruleset: our file is checked to load after it.
         self.main_config = os.path.join(workdir, 'nftables.conf')
         with open(self.main_config, 'w') as handle:
-            handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n')
+            handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n\n' + FOREIGN_NFT)
         self.inventory = os.path.join(workdir, 'hosts.yml')
         with open(self.inventory, 'w') as handle:
             handle.write(textwrap.dedent('''\
@@ -448,15 +449,16 @@ def perimeter(request):
         address(router, 'eth0', PUBLIC4 + '/26')
         address(server, 'eth0', EDGE_INTERNAL_ON_SERVER4 + '/26')
         # The firewall forwards nothing it is not told to (a foreign ruleset of its own).
-        if request.param == 'nftables':
-            router.run('nft', '-f', '-', input=textwrap.dedent('''\
-                table inet filter {
-                    chain forward {
-                        type filter hook forward priority filter; policy drop;
-                        ct state established,related accept
-                    }
+        router_nft = textwrap.dedent('''\
+            table inet filter {
+                chain forward {
+                    type filter hook forward priority filter; policy drop;
+                    ct state established,related accept
                 }
-                '''))
+            }
+            ''')
+        if request.param == 'nftables':
+            router.run('nft', '-f', '-', input=router_nft)
         else:
             router.run('iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j',
                        'ACCEPT')
@@ -490,10 +492,10 @@ def perimeter(request):
                 ''').format(backend=request.param, workdir=workdir, router=router.interpreter,
                             server=server.interpreter, client=topology.client.interpreter, server4=SERVER4,
                             internal4=EDGE_INTERNAL_ON_SERVER4, public4=PUBLIC4))
-        for host in ('fw1', 'edge1'):
+        for host, admin_ruleset in (('fw1', router_nft), ('edge1', '')):
             os.makedirs(os.path.join(workdir, host))
             with open(os.path.join(workdir, host, 'nftables.conf'), 'w') as handle:
-                handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n')
+                handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n\n' + admin_ruleset)
         topology.inventory = inventory
         yield topology
     finally:

@@ -68,6 +68,9 @@ class RecordedHost(object):
             return self.results.get('check', (0, '', ''))
         if argv == [NFT, '-f', '-']:
             return self.results.get('apply', (0, '', ''))
+        if argv[:3] == [NFT, '-c', '-f']:
+            # The main configuration checked after persisting: a list of results, one a call.
+            return self.results.get('config', [(0, '', '')]).pop(0)
         raise AssertionError('unexpected command %r' % (argv,))
 
     def scripts(self):
@@ -362,3 +365,26 @@ def test_a_missing_main_configuration_is_created_with_the_include(tmp_path):
     backend, main_config, our_file = persistence(tmp_path, 'applied', None)
     assert backend.persist(RULES, False)
     assert main_config.read_text() == '#!/usr/sbin/nft -f\n\n%s\ninclude "%s"\n' % (INCLUDE_MARKER, our_file)
+
+
+def test_a_configuration_that_would_not_load_is_put_back_and_said(tmp_path):
+    main_config, our_file = tmp_path / 'nftables.conf', tmp_path / 'd' / 'lync.nft'
+    main_config.write_text(ADMIN_CONFIG)
+    refused = (1, '', '/tmp/d/lync.nft:7:1-60: Error: Could not process rule: No such file or directory\n')
+    host = RecordedHost('applied', results={'config': [refused, (0, '', '')]})
+    backend = backend_for(host, tmp_path, nft_main_config=str(main_config), nft_persist_file=str(our_file))
+    backend.read()
+    with pytest.raises(BackendError) as error:
+        backend.persist(RULES, False)
+    text = str(error.value)
+    assert 'would not load' in text and 'No such file or directory' in text and 'not persisted' in text
+    assert 'did not load before' not in text
+    # The files as they were: the admin's configuration untouched, no file of ours.
+    assert main_config.read_text() == ADMIN_CONFIG and not our_file.exists()
+    assert [argv for argv, _data in host.calls if argv[:2] == [NFT, '-c']] == [[NFT, '-c', '-f', str(main_config)]] * 2
+    # A configuration that was already broken is said to be so.
+    host = RecordedHost('applied', results={'config': [refused, (1, '', 'Error: syntax error\n')]})
+    backend = backend_for(host, tmp_path, nft_main_config=str(main_config), nft_persist_file=str(our_file))
+    backend.read()
+    with pytest.raises(BackendError, match='did not load before this run either: Error: syntax error'):
+        backend.persist(RULES, False)
