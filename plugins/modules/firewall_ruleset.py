@@ -80,7 +80,8 @@ options:
     description:
       - Make the rules survive a reboot or a reload of the firewall service, by the distribution's own mechanism.
       - nftables, a file of ours (O(nft_persist_file)) and an include line for it in O(nft_main_config) if that
-        file lacks one.
+        file lacks one. The main configuration is then checked to load (C(nft -c -f)); if it would not, both files
+        are put back and the module fails saying why.
       - iptables, our chains in the netfilter-persistent or iptables-services save files (O(iptables_save_files)),
         leaving every other line of those files as it was.
     type: bool
