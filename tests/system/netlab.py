@@ -78,6 +78,7 @@ class Namespace(object):
         self.run('ip', 'link', 'set', 'lo', 'up')
         self._processes = []
         self._interpreter = None
+        self._interpreter_lock = threading.Lock()
 
     def run(self, *argv, **kwargs):
         return sh('ip', 'netns', 'exec', self.name, *argv, **kwargs)
@@ -88,6 +89,11 @@ class Namespace(object):
     @property
     def interpreter(self):
         """A python3 that runs inside this namespace: the ansible_python_interpreter of this 'host'."""
+        # Runs started together (at_once) ask at the same time: one wrapper only, or one would outlive delete().
+        with self._interpreter_lock:
+            return self._make_interpreter()
+
+    def _make_interpreter(self):
         if self._interpreter is None:
             handle, path = tempfile.mkstemp(prefix='%s-python-' % self.name)
             with os.fdopen(handle, 'w') as script:
@@ -253,6 +259,18 @@ def ok(result):
     """The result of a module run that must have succeeded."""
     assert not failed(result), result.get('msg', result)
     return result
+
+
+# The end of a fault-injection driver (python code run by run_driver): apply the backend's ``poisoned``
+# script and print the error it raised, as JSON.
+APPLY_POISONED = '''
+try:
+    backend.apply(poisoned)
+except BackendError as error:
+    print(json.dumps({'error': str(error)}))
+else:
+    print(json.dumps({'error': None}))
+'''
 
 
 def run_driver(namespace, code, *args):

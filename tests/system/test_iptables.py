@@ -21,8 +21,8 @@ import re
 
 import pytest
 
-from netlab import (ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology, failed, ok,
-                    at_once, ruleset_module, run_driver)
+from netlab import (APPLY_POISONED, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology,
+                    at_once, failed, ok, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
@@ -224,13 +224,7 @@ ipv4, marker, ipv6 = script.partition('# lync-xmpp-federation IPv6')
 assert marker, script
 poisoned = ipv4 + marker + ipv6.replace(
     'COMMIT', '-A LYNC-XMPP-IN -p tcp -m tcp --dport 1 -j DNAT --to-destination 2001:db8::1\nCOMMIT', 1)
-try:
-    backend.apply(poisoned)
-except BackendError as error:
-    print(json.dumps({'error': str(error)}))
-else:
-    print(json.dumps({'error': None}))
-'''
+''' + APPLY_POISONED
 
 
 @pytest.mark.parametrize('variant', VARIANTS)

@@ -21,8 +21,8 @@ import re
 
 import pytest
 
-from netlab import (ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology, failed, ok,
-                    at_once, ruleset_module, run_driver)
+from netlab import (APPLY_POISONED, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology,
+                    at_once, failed, ok, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
@@ -252,13 +252,7 @@ script = backend.render_present(normalize_rules(rules))
 # The kernel refuses a translation in a filter chain; it is the last line, after everything else.
 poisoned = script + ('add rule inet filter lync_xmpp_in tcp dport 1 counter dnat ip to 198.51.100.1 '
                      'comment "poison: refused by the kernel"\n')
-try:
-    backend.apply(poisoned)
-except BackendError as error:
-    print(json.dumps({'error': str(error)}))
-else:
-    print(json.dumps({'error': None}))
-'''
+''' + APPLY_POISONED
 
 
 @pytest.mark.parametrize('mode', ['check', 'skip-check'])
