@@ -27,7 +27,7 @@ import textwrap
 
 import pytest
 
-from netlab import CLIENT4, COLLECTIONS, SERVER4, VENV_BIN, Namespace, Topology, address, link, sh
+from netlab import CLIENT4, CLIENT6, COLLECTIONS, SERVER4, SERVER6, VENV_BIN, Namespace, Topology, address, link, sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='network namespaces need root')
 
@@ -463,6 +463,9 @@ def perimeter(request):
             router.run('iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j',
                        'ACCEPT')
             router.run('iptables', '-P', 'FORWARD', 'DROP')
+            router.run('ip6tables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j',
+                       'ACCEPT')
+            router.run('ip6tables', '-P', 'FORWARD', 'DROP')
         inventory = os.path.join(workdir, 'hosts.yml')
         with open(inventory, 'w') as handle:
             handle.write(textwrap.dedent('''\
@@ -483,14 +486,14 @@ def perimeter(request):
                       hosts:
                         edge1:
                           ansible_python_interpreter: {server}
-                          lync_edge_external_ip: {server4}
+                          lync_edge_external_ip: [{server4}, "{server6}"]
                           lync_edge_internal_ip: {internal4}
                           lync_edge_public_ip: {public4}
                     internet:
                       hosts:
                         probe1: {{ansible_python_interpreter: {client}}}
                 ''').format(backend=request.param, workdir=workdir, router=router.interpreter,
-                            server=server.interpreter, client=topology.client.interpreter, server4=SERVER4,
+                            server=server.interpreter, client=topology.client.interpreter, server4=SERVER4, server6=SERVER6,
                             internal4=EDGE_INTERNAL_ON_SERVER4, public4=PUBLIC4))
         for host, admin_ruleset in (('fw1', router_nft), ('edge1', '')):
             os.makedirs(os.path.join(workdir, host))
@@ -505,12 +508,16 @@ def perimeter(request):
 
 
 def test_site_verify_remove_through_a_perimeter_firewall_with_nat(perimeter):
+    # A dual-stack Edge behind IPv4 NAT: IPv4 reaches it through its public address, IPv6 is routed to it.
     client, server = perimeter.client, perimeter.server
     server.listen(SERVER4, [5269, NOT_IN_MATRIX_PORT], seconds=250)
+    server.listen(SERVER6, [5269, NOT_IN_MATRIX_PORT], seconds=250)
     client.listen(CLIENT4, [5269], seconds=250)
-    verify = ['-e', 'xmpp_firewall_verify_partner=%s' % CLIENT4, '-e', 'xmpp_firewall_verify_vantage=probe1',
-              '-e', 'xmpp_firewall_verify_timeout=2']
+    client.listen(CLIENT6, [5269], seconds=250)
+    verify = ['-e', '{"xmpp_firewall_verify_partner": ["%s", "%s"]}' % (CLIENT4, CLIENT6),
+              '-e', 'xmpp_firewall_verify_vantage=probe1', '-e', 'xmpp_firewall_verify_timeout=2']
     assert not client.connects(PUBLIC4, 5269)
+    assert not client.connects(SERVER6, 5269)
 
     run = playbook('lync.xmpp_federation.site', perimeter.inventory, '--check', '--diff')
     assert run.recap('fw1')['changed'] == 1 and run.recap('edge1')['changed'] == 1
@@ -520,19 +527,25 @@ def test_site_verify_remove_through_a_perimeter_firewall_with_nat(perimeter):
     run = playbook('lync.xmpp_federation.site', perimeter.inventory)
     assert run.recap('fw1')['changed'] == 0 and run.recap('edge1')['changed'] == 0
 
-    # Row 1 through the DNAT of the public address, row 2 out through the SNAT back to it.
+    # Row 1 through the DNAT of the public address, row 2 out through the SNAT back to it; over IPv6, which
+    # has no public address, row 1 to the Edge's own external address.
     run = playbook('lync.xmpp_federation.verify', perimeter.inventory, *verify)
     rows = table_rows(run.out)
     assert rows == {
         ('xmpp-s2s-inbound', 'probe1', PUBLIC4, '5269'): ('open', 'open'),
+        ('xmpp-s2s-inbound', 'probe1', SERVER6, '5269'): ('open', 'open'),
         ('xmpp-s2s-outbound', 'edge1', CLIENT4, '5269'): ('open', 'open'),
+        ('xmpp-s2s-outbound', 'edge1', CLIENT6, '5269'): ('open', 'open'),
     }, run.out
     assert not client.connects(SERVER4, NOT_IN_MATRIX_PORT)
+    assert not client.connects(SERVER6, NOT_IN_MATRIX_PORT)
 
     run = playbook('lync.xmpp_federation.remove', perimeter.inventory)
     assert run.recap('fw1')['changed'] == 1 and run.recap('edge1')['changed'] == 1
     run = playbook('lync.xmpp_federation.verify', perimeter.inventory, *verify, expect_rc=2)
-    assert table_rows(run.out)[('xmpp-s2s-inbound', 'probe1', PUBLIC4, '5269')] == ('open', 'closed')
+    rows = table_rows(run.out)
+    assert rows[('xmpp-s2s-inbound', 'probe1', PUBLIC4, '5269')] == ('open', 'closed')
+    assert rows[('xmpp-s2s-inbound', 'probe1', SERVER6, '5269')] == ('open', 'closed')
 
 
 def test_namespaces_are_gone():
