@@ -34,6 +34,7 @@ import fnmatch
 import functools
 import ipaddress
 import json
+import os
 import re
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
@@ -76,6 +77,14 @@ JUMP_COMMENT = 'lync-xmpp-federation'
 DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.nftables.lock'
 INCLUDE_MARKER = '# lync.xmpp_federation: XMPP federation rules (firewall_ruleset)'
 INCLUDE_LINE = re.compile(r'^\s*include\s+"([^"]+)"\s*(#.*)?$')
+# Where the nftables service of each distribution family loads its ruleset from, and where files it includes
+# conventionally live: (main configuration, our file). The first whose main configuration exists is taken;
+# the last is the default where none exists yet. RHEL, CentOS and Fedora load /etc/sysconfig/nftables.conf
+# (which includes files under /etc/nftables/); Debian and Ubuntu load /etc/nftables.conf.
+PERSISTENCE_LAYOUTS = (
+    ('/etc/sysconfig/nftables.conf', '/etc/nftables/lync-xmpp-federation.nft'),
+    ('/etc/nftables.conf', '/etc/nftables.d/lync-xmpp-federation.nft'),
+)
 ERROR_LINE = re.compile(r'^(?:/dev/stdin|-):(\d+):[\d-]+: Error: (.*)$')
 
 
@@ -663,10 +672,17 @@ class NftablesBackend(Backend):
 
     # -- persistence ----------------------------------------------------------------
     def persist_file(self):
-        return self.options.get('nft_persist_file') or '/etc/nftables.d/lync-xmpp-federation.nft'
+        return self.options.get('nft_persist_file') or self.persistence_layout()[1]
 
     def main_config(self):
-        return self.options.get('nft_main_config') or '/etc/nftables.conf'
+        return self.options.get('nft_main_config') or self.persistence_layout()[0]
+
+    def persistence_layout(self, exists=os.path.exists):
+        """(main configuration, our file) of this host's distribution family; see PERSISTENCE_LAYOUTS."""
+        for layout in PERSISTENCE_LAYOUTS:
+            if exists(layout[0]):
+                return layout
+        return PERSISTENCE_LAYOUTS[-1]
 
     def persisted_text(self, rules):
         """Our file: loaded after the admin's configuration (which flushes the ruleset), it rebuilds our part."""

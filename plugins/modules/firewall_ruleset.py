@@ -111,13 +111,17 @@ options:
         description: The forward base chain.
         type: str
   nft_persist_file:
-    description: The file our persisted nftables rules are written to.
+    description:
+      - The file our persisted nftables rules are written to.
+      - By default C(/etc/nftables/lync-xmpp-federation.nft) where the main configuration is
+        C(/etc/sysconfig/nftables.conf) (RHEL, CentOS, Fedora), else C(/etc/nftables.d/lync-xmpp-federation.nft).
     type: path
-    default: /etc/nftables.d/lync-xmpp-federation.nft
   nft_main_config:
-    description: The nftables service's main configuration, which gets an include line for O(nft_persist_file).
+    description:
+      - The nftables service's main configuration, which gets an include line for O(nft_persist_file).
+      - By default C(/etc/sysconfig/nftables.conf) where it exists (RHEL, CentOS, Fedora), else C(/etc/nftables.conf)
+        (Debian, Ubuntu).
     type: path
-    default: /etc/nftables.conf
   iptables_save_files:
     description:
       - The iptables save files to keep our chains in, by family.
@@ -254,8 +258,8 @@ def main():
                 'out': dict(type='str'),
                 'forward': dict(type='str'),
             }),
-            nft_persist_file=dict(type='path', default='/etc/nftables.d/lync-xmpp-federation.nft'),
-            nft_main_config=dict(type='path', default='/etc/nftables.conf'),
+            nft_persist_file=dict(type='path'),
+            nft_main_config=dict(type='path'),
             iptables_save_files=dict(type='dict', options={
                 'ipv4': dict(type='path'),
                 'ipv6': dict(type='path'),

@@ -353,6 +353,18 @@ def test_persistence_writes_our_file_and_one_include_line(tmp_path):
     assert not backend.persist(None, False)
 
 
+def test_persistence_follows_the_distribution_unless_told(tmp_path):
+    backend = backend_for(RecordedHost('applied'), tmp_path)
+    rhel = backend.persistence_layout(exists=lambda path: path == '/etc/sysconfig/nftables.conf')
+    assert rhel == ('/etc/sysconfig/nftables.conf', '/etc/nftables/lync-xmpp-federation.nft')
+    debian = backend.persistence_layout(exists=lambda path: path == '/etc/nftables.conf')
+    assert debian == ('/etc/nftables.conf', '/etc/nftables.d/lync-xmpp-federation.nft')
+    # A host with neither file yet gets the Debian layout, which is created with the include line.
+    assert backend.persistence_layout(exists=lambda path: False) == debian
+    told = backend_for(RecordedHost('applied'), tmp_path, nft_main_config='/srv/nft.conf', nft_persist_file='/srv/x.nft')
+    assert told.persistence_files() == ['/srv/x.nft', '/srv/nft.conf']
+
+
 def test_an_include_the_admin_already_has_is_used(tmp_path):
     config = ADMIN_CONFIG + 'include "%s/d/*.nft"  # everything of d\n' % tmp_path
     backend, main_config, our_file = persistence(tmp_path, 'applied', config)
