@@ -141,6 +141,10 @@ notes:
     one base chain per hook (see O(nft_table)); where two tables both drop at one hook, the other table must pass
     the traffic too, which this module does not change."
   - Two runs at once on one host end in the correct state (nft transactions, the xtables lock).
+  - "Our rules accept the packets that open a flow (destination port, addresses); the replies are accepted by the
+    host's stateful rule (C(ct state established,related accept) or C(-m conntrack --ctstate ESTABLISHED,RELATED -j
+    ACCEPT)), which a default-drop ruleset carries for every service it allows. This module adds no rule outside
+    its chains, so a ruleset without one must get it from its admin."
 seealso:
   - plugin: lync.xmpp_federation.host_rules
     plugin_type: filter
