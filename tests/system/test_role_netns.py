@@ -431,6 +431,10 @@ def test_verify_playbook_proves_each_row_and_fails_on_a_closed_flow(estate):
 def test_verify_playbook_refuses_to_prove_nothing(estate):
     run = playbook('lync.xmpp_federation.verify', estate.inventory, '-l', 'partner1,localhost', expect_rc=2)
     assert 'No check could be planned' in run.out
+    # A misspelt vantage point would leave row 1 unchecked: it fails, naming the value.
+    run = playbook('lync.xmpp_federation.verify', estate.inventory, '-l', 'partner1,localhost',
+                   '-e', 'xmpp_firewall_verify_vantage=vantage9', expect_rc=2)
+    assert "xmpp_firewall_verify_vantage 'vantage9' is not a host of the inventory" in run.out
 
 
 # -- the whole chain: a Linux perimeter firewall with NAT in front of a Linux Edge ------
