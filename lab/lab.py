@@ -115,8 +115,8 @@ def plan_hosts(options):
     for name, host in hosts.items():
         if host['role'] == 'partner':
             host['firewall'] = None
-        elif options['firewall'] == 'nftables':
-            host['firewall'] = 'nftables'
+        elif options['firewall'] in ('nftables', 'firewalld'):
+            host['firewall'] = options['firewall']
         else:
             # The iptables scenario carries both variants: the Edge on legacy, the rest on iptables-nft.
             host['firewall'] = 'iptables-legacy' if host['role'] == 'edge' else 'iptables-nft'
@@ -264,12 +264,58 @@ COMMIT
 '''
 
 
+# firewalld as an admin would run it: the public zone (every interface of the
+# lab is in it) allows SSH and nothing else, and forwards nothing between
+# interfaces (no <forward/>, which firewalld 1.x allows in a new zone); on the
+# servers an egress policy rejects what the host sends but ICMP (neighbour
+# discovery), like the nftables baseline's output policy. firewalld accepts
+# established traffic by itself.
+FIREWALLD_ZONE = '''<?xml version="1.0" encoding="utf-8"?>
+<zone>
+  <short>Public</short>
+  <description>The lab admin's baseline: SSH only, no forwarding.</description>
+  <service name="ssh"/>
+</zone>
+'''
+FIREWALLD_EGRESS = '''<?xml version="1.0" encoding="utf-8"?>
+<policy target="REJECT" priority="100">
+  <short>admin-egress</short>
+  <description>The lab admin's baseline: the host sends nothing it is not allowed to.</description>
+  <ingress-zone name="HOST"/>
+  <egress-zone name="ANY"/>
+  <rule>
+    <protocol value="icmp"/>
+    <accept/>
+  </rule>
+  <rule>
+    <protocol value="ipv6-icmp"/>
+    <accept/>
+  </rule>
+</policy>
+'''
+FIREWALLD_START = '''mkdir -p /run/dbus
+[ -e /run/dbus/system_bus_socket ] || dbus-daemon --system --fork
+setsid firewalld --nofork --nopid </dev/null >/var/log/lab-firewalld.log 2>&1 &
+echo $! > /run/lab-firewalld.pid
+i=0; until firewall-cmd --state >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 150 ] || { echo "firewalld did not start" >&2; exit 1; }; sleep 0.1; done
+'''
+# firewalld's restart from its permanent configuration: it removes its table when it stops (CleanupOnExit).
+# The container's PID 1 reaps nobody, so a stopped firewalld stays a zombie: wait for that state, not its end.
+FIREWALLD_RESTART = '''pid=$(cat /run/lab-firewalld.pid)
+kill "$pid"
+i=0; while [ -e /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status 2>/dev/null; do
+  i=$((i+1)); [ $i -lt 150 ] || { echo "firewalld did not stop" >&2; exit 1; }; sleep 0.1
+done
+''' + FIREWALLD_START
+FIREWALLD_FILES = '/etc/firewalld/zones/*.xml /etc/firewalld/policies/*.xml'
+
+
 def heredoc(path, text):
     return "mkdir -p %s\ncat > %s <<'LAB_EOF'\n%sLAB_EOF\n" % (os.path.dirname(path), path, text)
 
 
 def foreign_commands(firewall):
-    if firewall == 'nftables':
+    if firewall in ('nftables', 'firewalld'):
         return "nft -f - <<'LAB_EOF'\n%sLAB_EOF\n" % NFT_FOREIGN
     return "iptables-restore --noflush <<'LAB_EOF'\n%sLAB_EOF\n" % IPTABLES_FOREIGN
 
@@ -281,6 +327,11 @@ def baseline_script(state, name):
         return ''
     if firewall == 'nftables':
         script = heredoc(NFT_MAIN_CONFIG, nft_baseline(host['role'])) + 'nft -f %s\n' % NFT_MAIN_CONFIG
+    elif firewall == 'firewalld':
+        script = heredoc('/etc/firewalld/zones/public.xml', FIREWALLD_ZONE)
+        if host['role'] in ('edge', 'front_end'):
+            script += heredoc('/etc/firewalld/policies/admin-egress.xml', FIREWALLD_EGRESS)
+        script += FIREWALLD_START
     else:
         variant = 'legacy' if firewall == 'iptables-legacy' else 'nft'
         script = ''.join('update-alternatives --quiet --set %s /usr/sbin/%s-%s\n' % (tool, tool, variant)
@@ -296,6 +347,10 @@ def reload_script(firewall):
     if firewall == 'nftables':
         # /etc/nftables.conf starts with "flush ruleset", as Debian's does.
         return 'nft -f %s\n' % NFT_MAIN_CONFIG + foreign_commands(firewall)
+    if firewall == 'firewalld':
+        # A restart, not only a reload: everything comes back from the permanent configuration. Docker's
+        # table is not firewalld's and stays.
+        return FIREWALLD_RESTART
     return ('iptables-restore %s\nip6tables-restore %s\n' % IPTABLES_SAVE_FILES) + foreign_commands(firewall)
 
 
@@ -308,6 +363,8 @@ def listener_ports(role):
 # -- snapshots: what the firewall holds, and what of it is ours ------------------
 
 def listing_script(firewall):
+    if firewall == 'firewalld':
+        return 'nft list ruleset\nfor f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"; done\n' % FIREWALLD_FILES
     if firewall == 'nftables':
         return 'nft list ruleset\necho "=== %s"\ncat %s\n' % (NFT_MAIN_CONFIG, NFT_MAIN_CONFIG)
     files = ''.join('echo "=== %s"\ncat %s\n' % (path, path) for path in IPTABLES_SAVE_FILES)
@@ -348,6 +405,18 @@ def without_ours(ruleset):
         if stripped:
             kept.append(line)
     return '\n'.join(drop_empty_tables(kept)) + '\n'
+
+
+def tables_in_any_order(ruleset):
+    """An nft listing with its top-level tables sorted: firewalld's reload recreates its table, which nft then
+    lists after tables made since, without any rule changing."""
+    blocks, current = [], []
+    for line in ruleset.splitlines():
+        current.append(line)
+        if line == '}':
+            blocks.append('\n'.join(current))
+            current = []
+    return '\n'.join(sorted(blocks) + current) + '\n'
 
 
 def drop_empty_tables(lines):
@@ -685,13 +754,17 @@ def command_proof(args):
         firewall = state['hosts'][name]['firewall']
         before_rules, before_files = split_listing(baseline[name])
         now_rules, now_files = split_listing(listings[name])
+        if firewall == 'firewalld':
+            before_rules, now_rules = tables_in_any_order(before_rules), tables_in_any_order(now_rules)
         if present:
             same = without_ours(now_rules) == without_ours(before_rules)
             rows.append(dict(row='foreign rules', source=name, to='-', port='-', expected='unchanged',
                              observed='unchanged' if same else 'CHANGED', ok=same))
-            packets = our_packets(now_rules, firewall)
-            rows.append(dict(row='counters', source=name, to='-', port='-', expected='> 0 packets',
-                             observed='%d packets' % packets, ok=packets > 0))
+            if firewall != 'firewalld':
+                # firewalld's rules carry no counters; the traffic checks prove them.
+                packets = our_packets(now_rules, firewall)
+                rows.append(dict(row='counters', source=name, to='-', port='-', expected='> 0 packets',
+                                 observed='%d packets' % packets, ok=packets > 0))
         else:
             for what, before, now in (('ruleset', before_rules, now_rules), ('persisted', before_files, now_files)):
                 same = comparable(now) == comparable(before)
@@ -729,8 +802,9 @@ def main():
     up.add_argument('--inventory', help='write the Ansible inventory of the lab here')
     up.add_argument('--edges', type=int, default=1)
     up.add_argument('--front-ends', type=int, default=1)
-    up.add_argument('--firewall', choices=('nftables', 'iptables'), default='nftables',
-                    help='iptables: the Edge on iptables-legacy, the other hosts on iptables-nft')
+    up.add_argument('--firewall', choices=('nftables', 'iptables', 'firewalld'), default='nftables',
+                    help='iptables: the Edge on iptables-legacy, the other hosts on iptables-nft; '
+                         'firewalld: firewalld on every host but the partner')
     up.add_argument('--ipv6', action='store_true', help='give the Edge and Front End their IPv6 addresses too')
     up.add_argument('--nat', action='store_true', help='publish each Edge through NAT on the external firewall')
     up.add_argument('--narrow-partners', action='store_true',

@@ -49,6 +49,9 @@ class Backend(object):
         self.get_bin_path = get_bin_path
         self.options = options
 
+    def check(self, rules, state):
+        """Raise BackendError for what this backend cannot do as asked; called before anything is read."""
+
     # -- reading (exactly one read of the live state per run) ---------------
     def read(self):
         """Read the live state once and keep it; later calls work from that copy."""
@@ -104,6 +107,7 @@ def converge(backend, rules, state, persist, check_mode, canonical=False):
         desired = []
     else:
         desired = list(rules) if canonical else normalize_rules(rules)
+    backend.check(desired, state)
     backend.read()
     if state == 'present':
         # in_place compares the kernel's own rules with what rendering ``desired`` gives, chain by chain: when

@@ -7,8 +7,9 @@
 
 ``backend: auto`` looks at the kernel, not at which packages are installed:
 
-1. A host run by firewalld or ufw is refused (their backends come later):
-   writing under them would be undone at their next reload.
+1. A host run by firewalld gets the firewalld backend (policies of ours,
+   through firewalld itself); a host run by ufw is refused (its backend comes
+   later): writing under either would be undone at its next reload.
 2. nftables tables of the admin's own with base chains -> nftables.
 3. Tables that iptables-nft made (ip/ip6 filter, nat... with INPUT, FORWARD...)
    -> iptables, nft variant.
@@ -30,6 +31,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, hold_host_lock
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import FirewalldBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import (
     OUR_TABLE,
@@ -100,13 +102,18 @@ def ufw_enabled(paths):
     return False
 
 
-def refuse_managed_hosts(ruleset, paths):
-    """Raise BackendError when firewalld or ufw runs the host's firewall."""
+def firewalld_manages(ruleset, paths):
+    """Why firewalld runs the host's firewall ('table firewalld in the ruleset', 'firewalld is running'), or None."""
     tables = set(table for _family, table in (ruleset.tables if ruleset else []))
-    if 'firewalld' in tables or firewalld_running(paths):
-        raise BackendError('this host\'s firewall is managed by firewalld (%s); firewall_ruleset has no firewalld '
-                           'backend yet, and rules written beside firewalld would be lost at its next reload'
-                           % ('table firewalld in the ruleset' if 'firewalld' in tables else 'firewalld is running'))
+    if 'firewalld' in tables:
+        return 'table firewalld in the ruleset'
+    if firewalld_running(paths):
+        return 'firewalld is running'
+    return None
+
+
+def refuse_ufw(ruleset, paths):
+    """Raise BackendError when ufw runs the host's firewall."""
     ufw_chains = ruleset and any(chain.startswith(('ufw-', 'ufw6-')) for _f, _t, chain in ruleset.chains)
     if ufw_chains or ufw_enabled(paths):
         raise BackendError('this host\'s firewall is managed by ufw (%s); firewall_ruleset has no ufw backend yet, '
@@ -145,7 +152,17 @@ def select_backend(run_command, get_bin_path, options, paths=None):
             ruleset_text = None
     elif choice == 'nftables':
         raise BackendError('nftables: the nft command was not found on this host (install the nftables package)')
-    refuse_managed_hosts(ruleset, paths)
+    refuse_ufw(ruleset, paths)
+    firewalld = firewalld_manages(ruleset, paths)
+    if firewalld:
+        if choice not in ('auto', 'firewalld'):
+            raise BackendError('this host\'s firewall is managed by firewalld (%s): rules written to %s beside '
+                               'firewalld would be lost at its next reload; use backend firewalld (or auto)'
+                               % (firewalld, choice))
+        return FirewalldBackend(run_command, get_bin_path, options, lock=lock)
+    if choice == 'firewalld':
+        raise BackendError('firewalld: firewalld does not run this host\'s firewall (no firewalld process, no '
+                           'firewalld table); use backend auto to write to what the host uses')
 
     if choice == 'auto':
         if ruleset is not None and native_tables(ruleset):

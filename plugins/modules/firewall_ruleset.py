@@ -15,7 +15,7 @@ version_added: 1.0.0
 author: lync.xmpp_federation contributors (@lync-xmpp-federation)
 description:
   - Applies the whole rule list of one host, as the filter P(lync.xmpp_federation.host_rules#filter) returns it,
-    to nftables or iptables (iptables-nft or iptables-legacy) in a single call.
+    to nftables, iptables (iptables-nft or iptables-legacy) or firewalld in a single call.
   - Reads the live ruleset once, compares the normalised desired rules with the rules of ours found there, and
     only when they differ writes one transaction (C(nft -f), C(iptables-restore --noflush)) that is validated
     first. Either all of it is applied or none.
@@ -31,6 +31,13 @@ description:
     need, each entered from C(INPUT), C(OUTPUT), C(FORWARD), C(PREROUTING), C(POSTROUTING)."
   - "nftables: a host with no base chain at a hook gets a table of ours (C(inet lync_xmpp)) whose base chains have
     policy accept."
+  - "firewalld (0.9 or later): policies of ours, C(lync-xmpp-in) (ingress C(ANY), egress C(HOST)), C(lync-xmpp-out)
+    (C(HOST) to C(ANY)) and C(lync-xmpp-fwd) (C(ANY) to C(ANY)), with priority -100 (before the zones) and target
+    C(CONTINUE), one rich rule per kernel rule, ordered by rich-rule priorities. They are files of ours in
+    C(/etc/firewalld/policies/), checked with C(firewall-cmd --check-config) and applied by one
+    C(firewall-cmd --reload). Because a reload also replaces runtime-only changes, the run is refused when the
+    runtime zones or policies (ours aside) differ from the permanent ones. Translation rules and O(persist=false)
+    are refused on firewalld."
   - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 attributes:
@@ -41,7 +48,7 @@ attributes:
     description: Returns before and after as sorted rule lists, one rule a line.
     support: full
   platform:
-    description: Linux hosts with nftables or iptables.
+    description: Linux hosts with nftables, iptables or firewalld.
     support: full
     platforms: linux
 options:
@@ -69,12 +76,14 @@ options:
       - V(auto) uses what the host really uses, as the kernel shows it. An nftables ruleset of the admin's own
         first, else tables made by iptables-nft, else iptables-legacy tables; a host with none of these gets
         nftables where the C(nft) command exists.
-      - A host managed by firewalld or ufw is refused, whatever this option says, with a message saying so;
-        rules written beside them would be lost at their next reload.
+      - A host managed by firewalld (its table in the ruleset, or its process running) gets V(firewalld) with
+        V(auto); V(nftables) or V(iptables) there are refused, since rules written beside firewalld would be lost at
+        its next reload. V(firewalld) on a host firewalld does not run is refused.
+      - A host managed by ufw is refused, whatever this option says, with a message saying so.
       - V(iptables) writes with iptables, in the variant (nft or legacy) whose tables are in the kernel, else in the
         variant of the host's C(iptables) command.
     type: str
-    choices: [auto, nftables, iptables]
+    choices: [auto, nftables, iptables, firewalld]
     default: auto
   persist:
     description:
@@ -84,6 +93,8 @@ options:
         are put back and the module fails saying why.
       - iptables, our chains in the netfilter-persistent or iptables-services save files (O(iptables_save_files)),
         leaving every other line of those files as it was.
+      - firewalld keeps policies only in its permanent configuration, so there the rules always persist and
+        V(false) is refused.
     type: bool
     default: true
   nft_table:
@@ -186,7 +197,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 backend:
-  description: The backend that was used (C(nftables), C(iptables-nft) or C(iptables-legacy)).
+  description: The backend that was used (C(nftables), C(iptables-nft), C(iptables-legacy) or C(firewalld)).
   returned: always
   type: str
   sample: nftables
@@ -254,7 +265,7 @@ def main():
         argument_spec=dict(
             rules=dict(type='list', elements='dict', default=[]),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
-            backend=dict(type='str', choices=['auto', 'nftables', 'iptables'], default='auto'),
+            backend=dict(type='str', choices=['auto', 'nftables', 'iptables', 'firewalld'], default='auto'),
             persist=dict(type='bool', default=True),
             nft_table=dict(type='str'),
             base_chains=dict(type='dict', options={

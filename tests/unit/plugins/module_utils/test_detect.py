@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils import detect
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import FirewalldBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import NftablesBackend
 
@@ -110,20 +111,43 @@ def test_explicit_iptables_follows_the_tables_in_the_kernel(tmp_path):
     assert Host(tmp_path / 'd', fixture('admin.json')).select('nftables').name == 'nftables'
 
 
-@pytest.mark.parametrize('host_options, message', [
+FIREWALLD_HOSTS = [
     ({'ruleset': 'firewalld.json'}, 'managed by firewalld (table firewalld in the ruleset)'),
     ({'processes': [['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork']]}, 'managed by firewalld (firewalld is running)'),
-    ({'ruleset': 'ufw.json'}, 'managed by ufw (ufw chains in the ruleset)'),
-    ({'ufw_config': '# /etc/ufw/ufw.conf\nENABLED=yes\nLOGLEVEL=low\n'}, 'managed by ufw (ENABLED=yes in'),
-])
-@pytest.mark.parametrize('backend', ['auto', 'nftables', 'iptables'])
-def test_a_host_run_by_firewalld_or_ufw_is_refused_whatever_the_choice(tmp_path, host_options, message, backend):
+]
+
+
+def host_with(tmp_path, host_options):
     options = dict(host_options)
     if 'ruleset' in options:
         options['ruleset'] = fixture(options['ruleset'])
+    return Host(tmp_path, **options)
+
+
+@pytest.mark.parametrize('host_options, message', FIREWALLD_HOSTS)
+def test_a_host_run_by_firewalld_gets_the_firewalld_backend_and_no_other(tmp_path, host_options, message):
+    for backend in ('auto', 'firewalld'):
+        assert isinstance(host_with(tmp_path / backend, host_options).select(backend), FirewalldBackend)
+    for backend in ('nftables', 'iptables'):
+        with pytest.raises(BackendError) as error:
+            host_with(tmp_path / backend, host_options).select(backend)
+        assert message in str(error.value) and 'use backend firewalld' in str(error.value)
+
+
+def test_firewalld_where_it_does_not_run_is_refused(tmp_path):
+    with pytest.raises(BackendError, match='firewalld does not run this host'):
+        Host(tmp_path, fixture('admin.json')).select('firewalld')
+
+
+@pytest.mark.parametrize('host_options, message', [
+    ({'ruleset': 'ufw.json'}, 'managed by ufw (ufw chains in the ruleset)'),
+    ({'ufw_config': '# /etc/ufw/ufw.conf\nENABLED=yes\nLOGLEVEL=low\n'}, 'managed by ufw (ENABLED=yes in'),
+])
+@pytest.mark.parametrize('backend', ['auto', 'nftables', 'iptables', 'firewalld'])
+def test_a_host_run_by_ufw_is_refused_whatever_the_choice(tmp_path, host_options, message, backend):
     with pytest.raises(BackendError) as error:
-        Host(tmp_path, **options).select(backend)
-    assert message in str(error.value) and 'no %s backend yet' % message.split()[2] in str(error.value)
+        host_with(tmp_path, host_options).select(backend)
+    assert message in str(error.value) and 'no ufw backend yet' in str(error.value)
 
 
 def test_an_idle_firewalld_or_ufw_install_is_no_reason_to_refuse(tmp_path):

@@ -1,0 +1,482 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The firewalld backend.
+
+On a host run by firewalld, rules written beside it would vanish at its next
+reload, and an accept in a table of our own would not override the drop of
+firewalld's zones.  So our rules go through firewalld itself, into policy
+objects of ours (firewalld 0.9 or later), one per section in use:
+
+    in       lync-xmpp-in    ingress ANY  -> egress HOST   (traffic to the host)
+    out      lync-xmpp-out   ingress HOST -> egress ANY    (traffic from the host)
+    forward  lync-xmpp-fwd   ingress ANY  -> egress ANY    (traffic through the host)
+
+Each has priority -100, so it is consulted before the zones (whose default
+target rejects), and target CONTINUE, so traffic it does not match goes on to
+the zones as before.  Each kernel rule of the model is one rich rule.
+firewalld sorts a policy's plain rich rules into deny-before-allow chains;
+rich rules with a priority keep their order instead, so ours carry
+priorities in the order of the rules' names, as on the other backends.
+
+The live state is read once (``firewall-cmd --list-all-policies``, the
+runtime) beside our own files in firewalld's permanent configuration.  The
+transaction is: write our policy files, ``firewall-cmd --check-config``, then
+one ``firewall-cmd --reload``, which firewalld applies as a whole; on any
+failure our files are put back (and reloaded).  A reload also replaces
+whatever the admin changed at runtime only, so before reloading, the
+runtime zones and policies (ours aside) are compared with the permanent
+ones and a difference refuses the run, naming the zone or policy.
+
+firewalld keeps policies only in its permanent configuration, so the rules
+are persistent by construction: ``persist: false`` is refused.  Rich rules
+cannot translate a source to a chosen address, and a destination translation
+to another host in a policy needs a newer firewalld than most hosts run, so
+translation rules are refused too (use nftables or iptables on that firewall).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    Backend,
+    BackendError,
+    group_kernel_rules,
+    hold_host_lock,
+    port_span_text,
+    write_file_atomic,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    RuleError,
+    kernel_comment,
+    normalize_network,
+    port_spans,
+    rule_family,
+    split_kernel_comment,
+)
+
+SECTION_ORDER = ('in', 'out', 'forward')
+POLICIES = {
+    'in': ('lync-xmpp-in', 'ANY', 'HOST'),
+    'out': ('lync-xmpp-out', 'HOST', 'ANY'),
+    'forward': ('lync-xmpp-fwd', 'ANY', 'ANY'),
+}
+SECTION_OF_POLICY = dict((policy[0], section) for section, policy in POLICIES.items())
+OUR_POLICY = re.compile(r'^lync-xmpp-')
+POLICY_PRIORITY = -100
+POLICY_TARGET = 'CONTINUE'
+# Rich rule priorities, in the order of our rules: -32768..-1 run before firewalld's own deny/allow
+# chains of the policy, 1..32767 after them; 0 would let firewalld reorder.
+FIRST_PRIORITY = -32768
+MAX_RICH_RULES = 65535
+DEFAULT_POLICY_DIR = '/etc/firewalld/policies'
+DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.firewalld.lock'
+# Policy fields firewall-cmd lists; ours hold nothing but rich rules.
+EMPTY_FIELDS = ('services', 'ports', 'protocols', 'forward-ports', 'source-ports', 'icmp-blocks')
+# A rich rule as firewall-cmd lists it: words, some with a quoted value. Every character must belong to one, so
+# that a word we do not know (NOT, limit, log...) makes the rule not ours instead of being skipped.
+RICH_WORDS = re.compile(r'^(?:\s*[A-Za-z-]+(?:="[^"]*")?)*\s*$')
+RICH_WORD = re.compile(r'([A-Za-z-]+)(?:="([^"]*)")?')
+
+
+def rich_priority(index):
+    return FIRST_PRIORITY + index if index < -FIRST_PRIORITY else index + FIRST_PRIORITY + 1
+
+
+class RichRule(object):
+    """One rich rule of ours: what the model asks for, and what firewall-cmd lists, in one comparable form."""
+
+    __slots__ = ('priority', 'family', 'source', 'destination', 'ports', 'protocol', 'action', 'comment')
+
+    def __init__(self, priority, family, source, destination, ports, protocol, action, comment=''):
+        self.priority, self.family, self.source, self.destination = priority, family, source, destination
+        self.ports, self.protocol, self.action, self.comment = ports, protocol, action, comment
+
+    def key(self):
+        return (self.priority, self.family, self.source, self.destination, self.ports, self.protocol, self.action)
+
+    def __eq__(self, other):
+        return isinstance(other, RichRule) and self.key() == other.key()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return 'RichRule%r' % (self.key(),)
+
+    def xml(self):
+        """The rule as firewalld's policy file holds it, after an XML comment naming our rule."""
+        family = ' family="ipv%d"' % self.family if self.family else ''
+        # An XML comment may not hold "--".
+        lines = ['  <!-- %s -->' % self.comment.replace('--', '- -'),
+                 '  <rule priority="%d"%s>' % (self.priority, family)]
+        for element, network in (('source', self.source), ('destination', self.destination)):
+            if network:
+                lines.append('    <%s address="%s"/>' % (element, network))
+        lines += ['    <port port="%s" protocol="%s"/>' % (port_span_text(self.ports, '-'), self.protocol),
+                  '    <%s/>' % self.action,
+                  '  </rule>']
+        return lines
+
+
+def rich_rules(rules):
+    """The rich rules of one policy, for its rules in the order of their names."""
+    out = []
+    for rule in rules:
+        family = rule_family(rule)
+        for source in rule['source'] or [None]:
+            for destination in rule['destination'] or [None]:
+                for span in port_spans(rule['ports']):
+                    out.append(RichRule(rich_priority(len(out)), family, source, destination, span,
+                                        rule['protocol'], rule['action'], kernel_comment(rule)))
+    if len(out) > MAX_RICH_RULES:
+        raise BackendError('firewalld: %d rich rules in one policy; firewalld orders at most %d'
+                           % (len(out), MAX_RICH_RULES))
+    return out
+
+
+def parse_rich_rule(text):
+    """A rich rule as firewall-cmd lists it -> RichRule; None for any shape we do not write."""
+    if not RICH_WORDS.match(text):
+        return None
+    words = RICH_WORD.findall(text.strip())
+    if not words or words[0] != ('rule', ''):
+        return None
+    fields, element = {}, None
+    for word, value in words[1:]:
+        if word in ('source', 'destination', 'port') and not value:
+            element = word
+            continue
+        if word in ('accept', 'drop', 'reject') and not value:
+            if 'action' in fields:
+                return None
+            fields['action'] = word
+            element = None
+            continue
+        key = '%s.%s' % (element, word) if element else word
+        if key not in ('priority', 'family', 'source.address', 'destination.address', 'port.port', 'port.protocol') \
+                or key in fields:
+            return None
+        fields[key] = value
+    if 'action' not in fields or 'port.port' not in fields or 'priority' not in fields:
+        return None
+    try:
+        family = {'ipv4': 4, 'ipv6': 6, None: None}[fields.get('family')]
+        networks = [normalize_network(fields[key], key) if key in fields else None
+                    for key in ('source.address', 'destination.address')]
+        low, _sep, high = fields['port.port'].partition('-')
+        span = (int(low), int(high or low))
+        priority = int(fields['priority'])
+    except (KeyError, ValueError, RuleError):
+        return None
+    return RichRule(priority, family, networks[0], networks[1], span, fields.get('port.protocol'), fields['action'])
+
+
+def parse_listing(text):
+    """``firewall-cmd --list-all-policies`` (or ``--list-all-zones``) -> {name: {field: value, 'rich rules': [...]}}."""
+    objects, current, field = {}, None, None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            current = objects.setdefault(line.split()[0], {'rich rules': []})
+            field = None
+        elif current is None:
+            continue
+        elif line.startswith('\t') and field == 'rich rules':
+            current['rich rules'].append(line.strip())
+        else:
+            field, _sep, value = line.strip().partition(':')
+            if field != 'rich rules':
+                current[field] = value.strip()
+    return objects
+
+
+def comparable_listing(text, skip):
+    """A listing with what legitimately differs between runtime and permanent taken out.
+
+    Interfaces are bound to zones at runtime (NetworkManager does it), and only runtime marks active objects.
+    """
+    objects = parse_listing(text)
+    for name in list(objects):
+        if skip(name):
+            del objects[name]
+        else:
+            objects[name].pop('interfaces', None)
+    return objects
+
+
+class FirewalldBackend(Backend):
+    """firewalld through ``firewall-cmd`` and policy files of ours in its permanent configuration."""
+
+    name = 'firewalld'
+    lock_path = DEFAULT_LOCK_PATH
+    policy_dir = DEFAULT_POLICY_DIR
+
+    def __init__(self, run_command, get_bin_path, options, lock=None):
+        super(FirewalldBackend, self).__init__(run_command, get_bin_path, options)
+        self._lock = lock
+        self.firewall_cmd = None
+        self.runtime, self.files = {}, {}
+        self.pieces, self.parse_problems = [], []
+        self.live_rules, self.grouping_problems = None, []
+        self._plan = {}
+        self._wanted = None
+
+    def _cmd(self, *args):
+        if self.firewall_cmd is None:
+            self.firewall_cmd = self.get_bin_path('firewall-cmd')
+            if not self.firewall_cmd:
+                raise BackendError('firewalld: this host is managed by firewalld, but the firewall-cmd command was not '
+                                   'found')
+        return self.run_command([self.firewall_cmd] + list(args))
+
+    def policy_path(self, policy):
+        return os.path.join(self.policy_dir, policy + '.xml')
+
+    # -- what firewalld cannot do --------------------------------------------------
+    def check(self, rules, state):
+        """Refuse, before anything is read or written, what this backend cannot do as asked."""
+        if state == 'present' and not self.options.get('persist', True):
+            raise BackendError('firewalld: persist=false cannot be honoured: firewalld keeps policies only in its '
+                               'permanent configuration, so its rules always survive a reload or a reboot')
+        for rule in rules:
+            if rule.get('nat'):
+                raise BackendError("firewalld: rule '%s' translates addresses (%s to %s); firewalld's rich rules "
+                                   "cannot translate a source to a chosen address, and a destination translation to "
+                                   "another host in a policy needs a newer firewalld than most hosts run. Use "
+                                   "backend nftables or iptables on this firewall (with firewalld stopped), or do "
+                                   "without lync_edge_public_ip" % (rule['name'], rule['nat'], rule['nat_to']))
+
+    # -- reading (once) ---------------------------------------------------------------
+    def read(self):
+        if self._lock is None and self.lock_path:
+            self._lock = hold_host_lock(self.lock_path)
+        rc, out, err = self._cmd('--list-all-policies')
+        if rc != 0:
+            raise BackendError('firewalld: firewall-cmd --list-all-policies failed (%d): %s; firewalld must be '
+                               'running, in version 0.9 or later (policy objects)' % (rc, (err or out).strip()))
+        self.runtime = dict((name, fields) for name, fields in parse_listing(out).items() if OUR_POLICY.match(name))
+        self.files = {}
+        if os.path.isdir(self.policy_dir):
+            for entry in sorted(os.listdir(self.policy_dir)):
+                if OUR_POLICY.match(entry) and entry.endswith('.xml'):
+                    with open(os.path.join(self.policy_dir, entry)) as handle:
+                        self.files[entry[:-len('.xml')]] = handle.read()
+        names = self._names_from_files()
+        self.pieces, self.parse_problems = [], []
+        for policy, fields in sorted(self.runtime.items()):
+            section = SECTION_OF_POLICY.get(policy)
+            for text in fields['rich rules']:
+                rich = parse_rich_rule(text)
+                if rich is None or section is None:
+                    self.parse_problems.append('firewalld: policy %s holds a rich rule not in a form we write: %s'
+                                               % (policy, text))
+                    continue
+                name, comment = names.get((policy, rich.key()), ('unnamed-%s-%d' % (section, rich.priority), ''))
+                self.pieces.append({
+                    'name': name, 'comment': comment, 'direction': section, 'protocol': rich.protocol,
+                    'action': rich.action, 'nat': None, 'nat_to': None,
+                    'families': (rich.family,) if rich.family else (4, 6),
+                    'source': [rich.source] if rich.source else [],
+                    'destination': [rich.destination] if rich.destination else [], 'ports': [rich.ports]})
+        self.live_rules, self.grouping_problems = None, []
+
+    def _names_from_files(self):
+        """(policy, rich rule key) -> (name, comment), from the comments our policy files carry."""
+        names = {}
+        comment = re.compile(r'^\s*<!-- (.*) -->\s*$')
+        for policy, text in self.files.items():
+            lines = text.splitlines()
+            for index, line in enumerate(lines[:-1]):
+                match = comment.match(line)
+                rule = re.match(r'^\s*<rule ', lines[index + 1])
+                if not match or not rule:
+                    continue
+                body = []
+                for following in lines[index + 1:]:
+                    body.append(following.strip())
+                    if following.strip() == '</rule>':
+                        break
+                rich = parse_rich_rule(xml_rule_to_listing(body))
+                name, text_comment = split_kernel_comment(match.group(1))
+                if rich is not None and name:
+                    names[(policy, rich.key())] = (name, text_comment)
+        return names
+
+    def current_rules(self):
+        if self.live_rules is None:
+            self.live_rules, self.grouping_problems = group_kernel_rules(self.pieces)
+        return self.live_rules
+
+    def problems(self):
+        self.current_rules()
+        return self.parse_problems + self.grouping_problems
+
+    def desired_policies(self, rules):
+        """{policy: file text} for the sections ``rules`` use."""
+        by_section = {}
+        for rule in rules:
+            by_section.setdefault(rule['direction'], []).append(rule)
+        self._wanted = set(POLICIES[section][0] for section in by_section)
+        return dict((POLICIES[section][0], policy_xml(section, rich_rules(by_section[section])))
+                    for section in SECTION_ORDER if section in by_section)
+
+    def in_place(self, rules):
+        wanted = self.desired_policies(rules)
+        if set(wanted) != set(self.runtime) or set(wanted) != set(self.files) or self.parse_problems:
+            return False
+        for policy, text in wanted.items():
+            if self.files[policy] != text:
+                return False
+            section = SECTION_OF_POLICY[policy]
+            fields = self.runtime[policy]
+            _name, ingress, egress = POLICIES[section]
+            if (fields.get('priority'), fields.get('target'), fields.get('ingress-zones'), fields.get('egress-zones'),
+                    fields.get('masquerade')) != (str(POLICY_PRIORITY), POLICY_TARGET, ingress, egress, 'no'):
+                return False
+            if any(fields.get(field) for field in EMPTY_FIELDS):
+                return False
+            live = set(parse_rich_rule(text) for text in fields['rich rules'])
+            if live != set(rich_rules(r for r in sorted(rules, key=lambda r: r['name'])
+                                      if r['direction'] == section)):
+                return False
+        return True
+
+    def present_anywhere(self):
+        return bool(self.runtime or self.files)
+
+    # -- writing (one reload) ------------------------------------------------------
+    def _describe(self, plan):
+        lines = ['# lync-xmpp-federation: firewalld policy files, then firewall-cmd --check-config and --reload']
+        for path, text in sorted(plan.items()):
+            if text is None:
+                lines.append('# remove %s' % path)
+            else:
+                lines += ['# write %s' % path, text.rstrip('\n')]
+        return '\n'.join(lines) + '\n'
+
+    def render_present(self, rules):
+        wanted = self.desired_policies(rules)
+        self._plan = dict((self.policy_path(policy), text) for policy, text in wanted.items())
+        for policy in set(self.files) | set(self.runtime):
+            if policy not in wanted:
+                self._plan[self.policy_path(policy)] = None
+        return self._describe(self._plan)
+
+    def render_absent(self):
+        self._wanted = set()
+        self._plan = dict((self.policy_path(policy), None) for policy in set(self.files) | set(self.runtime))
+        return self._describe(self._plan)
+
+    def _runtime_only_changes(self):
+        """The zones and policies (not ours) whose runtime differs from the permanent configuration."""
+        changed = []
+        for kind in ('zones', 'policies'):
+            listings = []
+            for args in (('--list-all-%s' % kind,), ('--permanent', '--list-all-%s' % kind)):
+                rc, out, err = self._cmd(*args)
+                if rc != 0:
+                    raise BackendError('firewalld: firewall-cmd %s failed (%d): %s' % (' '.join(args), rc,
+                                                                                     (err or out).strip()))
+                listings.append(comparable_listing(out, lambda name: bool(OUR_POLICY.match(name))))
+            runtime, permanent = listings
+            changed += ['%s %s' % (kind[:-1] if kind == 'zones' else 'policy', name)
+                        for name in sorted(set(runtime) | set(permanent)) if runtime.get(name) != permanent.get(name)]
+        return changed
+
+    def apply(self, script):
+        changed = self._runtime_only_changes()
+        if changed:
+            raise BackendError('firewalld: the runtime configuration differs from the permanent one in %s, and the '
+                               'reload that applies our policies would undo that. Make those changes permanent '
+                               '(firewall-cmd --runtime-to-permanent) or drop them (firewall-cmd --reload) first; '
+                               'nothing was changed' % ', '.join(changed))
+        previous = {}
+        for path in self._plan:
+            try:
+                with open(path) as handle:
+                    previous[path] = handle.read()
+            except (IOError, OSError):
+                previous[path] = None
+        self._write(self._plan)
+        rc, out, err = self._cmd('--check-config')
+        if rc != 0:
+            self._write(previous)
+            raise BackendError('firewalld: with our policy files the configuration does not load (%s); our files are '
+                               'as they were and firewalld was not reloaded' % ' '.join((err or out).split()))
+        rc, out, err = self._cmd('--reload')
+        if rc != 0:
+            self._write(previous)
+            back, _out, _err = self._cmd('--reload')
+            raise BackendError('firewalld: firewall-cmd --reload failed (%s); our policy files were put back%s'
+                               % (' '.join((err or out).split()),
+                                  ' and reloaded' if back == 0 else ', but reloading them failed too'))
+
+    def _write(self, plan):
+        for path, text in sorted(plan.items()):
+            if text is None:
+                if os.path.exists(path):
+                    os.unlink(path)
+            else:
+                write_file_atomic(path, text, False, mode=0o640)
+
+    # -- persistence: firewalld's permanent configuration is where the policies live ---------
+    def persist(self, rules, check_mode):
+        return False
+
+    def persistence_files(self):
+        """Our policy files as the run leaves them."""
+        policies = self._wanted if self._wanted is not None else set(self.files)
+        return sorted(self.policy_path(policy) for policy in policies)
+
+
+def policy_xml(section, rules):
+    """One policy file of ours."""
+    policy, ingress, egress = POLICIES[section]
+    lines = ['<?xml version="1.0" encoding="utf-8"?>',
+             '<!-- Written by lync.xmpp_federation.firewall_ruleset: this host\'s XMPP federation rules. The next',
+             '     run rewrites this file: change the inventory, not this file. -->',
+             '<policy target="%s" priority="%d">' % (POLICY_TARGET, POLICY_PRIORITY),
+             '  <short>%s</short>' % policy,
+             '  <description>XMPP federation rules (%s), managed by lync.xmpp_federation</description>' % section,
+             '  <ingress-zone name="%s"/>' % ingress,
+             '  <egress-zone name="%s"/>' % egress]
+    for rich in rules:
+        lines += rich.xml()
+    lines.append('</policy>')
+    return '\n'.join(lines) + '\n'
+
+
+def xml_rule_to_listing(body):
+    """The lines of one <rule> element we wrote -> the rich rule text firewall-cmd would list for it."""
+    words = ['rule']
+    for line in body:
+        match = re.match(r'^<rule(?: priority="(-?\d+)")?(?: family="(ipv[46])")?>$', line)
+        if match:
+            if match.group(1):
+                words.append('priority="%s"' % match.group(1))
+            if match.group(2):
+                words.append('family="%s"' % match.group(2))
+            continue
+        match = re.match(r'^<(source|destination) address="([^"]+)"/>$', line)
+        if match:
+            words.append('%s address="%s"' % match.groups())
+            continue
+        match = re.match(r'^<port port="([^"]+)" protocol="([^"]+)"/>$', line)
+        if match:
+            words.append('port port="%s" protocol="%s"' % match.groups())
+            continue
+        match = re.match(r'^<(accept|drop|reject)/>$', line)
+        if match:
+            words.append(match.group(1))
+    return ' '.join(words)

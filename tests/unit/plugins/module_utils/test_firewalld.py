@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The firewalld backend against ``firewall-cmd`` output recorded from a real firewalld (fixtures/firewalld/).
+
+The only double is ``RecordedFirewalld``: it answers firewall-cmd from the
+recordings, records every call, and holds the policy directory in tmp_path.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, converge
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import (
+    FirewalldBackend,
+    RichRule,
+    parse_listing,
+    parse_rich_rule,
+    rich_priority,
+    rich_rules,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'firewalld')
+CMD = '/usr/bin/firewall-cmd'
+POLICY_FILES = ('lync-xmpp-fwd.xml', 'lync-xmpp-in.xml', 'lync-xmpp-out.xml')
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+with open(os.path.join(FIXTURES, 'rules.json')) as _rules:
+    RULES = normalize_rules(json.load(_rules))
+
+
+class RecordedFirewalld(object):
+    """firewall-cmd as recorded; ``results`` maps 'check' and 'reload' to lists of (rc, out, err), one a call."""
+
+    def __init__(self, tmp_path, stage, runtime_zones='zones', results=None):
+        self.policy_dir = tmp_path / 'policies'
+        self.policy_dir.mkdir()
+        self.policies = fixture('%s.policies' % stage)
+        if stage == 'applied':
+            for name in POLICY_FILES:
+                (self.policy_dir / name).write_text(fixture(name))
+        self.zones = {'runtime': fixture(runtime_zones), 'permanent': fixture('permanent-zones')}
+        self.results = results or {}
+        self.calls = []
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):
+        return CMD if name == 'firewall-cmd' else None
+
+    def run_command(self, argv, data=None, binary_data=False):
+        self.calls.append(argv[1:])
+        if argv == [CMD, '--list-all-policies']:
+            return 0, self.policies, ''
+        if argv == [CMD, '--permanent', '--list-all-policies']:
+            return 0, fixture('admin.policies'), ''
+        if argv == [CMD, '--list-all-zones']:
+            return 0, self.zones['runtime'], ''
+        if argv == [CMD, '--permanent', '--list-all-zones']:
+            return 0, self.zones['permanent'], ''
+        if argv == [CMD, '--check-config']:
+            return self.results.get('check', [(0, 'success', '')]).pop(0)
+        if argv == [CMD, '--reload']:
+            return self.results.get('reload', [(0, 'success', ''), (0, 'success', '')]).pop(0)
+        raise AssertionError('unexpected command %r' % (argv,))
+
+    def files(self):
+        return dict((path.name, path.read_text()) for path in sorted(self.policy_dir.iterdir()))
+
+    def writes(self):
+        return [call for call in self.calls if call in (['--check-config'], ['--reload'])]
+
+
+def backend_for(host, tmp_path, **options):
+    backend = FirewalldBackend(host.run_command, host.get_bin_path, dict({'persist': True}, **options))
+    backend.lock_path = str(tmp_path / ('lock-%d' % id(backend)))
+    backend.policy_dir = str(host.policy_dir)
+    return backend
+
+
+# -- rich rules ------------------------------------------------------------------
+
+def test_one_model_rule_becomes_rich_rules_per_address_pair_and_port_span_in_priority_order():
+    inbound = [rule for rule in RULES if rule['direction'] == 'in']
+    assert rich_rules(inbound) == [
+        RichRule(-32768, 4, '198.51.100.0/24', '198.51.100.10/32', (5269, 5269), 'tcp', 'accept'),
+        RichRule(-32767, 6, None, '2001:db8::10/128', (5269, 5269), 'tcp', 'accept'),
+        RichRule(-32766, 6, None, '2001:db8::10/128', (6000, 6010), 'tcp', 'accept'),
+    ]
+    # Past the negative range, priorities go on above zero: 0 would let firewalld reorder.
+    assert [rich_priority(index) for index in (0, 32767, 32768, 65534)] == [-32768, -1, 1, 32767]
+
+
+def test_rich_rules_as_listed_parse_and_other_shapes_are_not_ours():
+    listed = parse_listing(fixture('applied.policies'))
+    assert sorted(listed) == ['allow-host-ipv6', 'lync-xmpp-fwd', 'lync-xmpp-in', 'lync-xmpp-out']
+    assert listed['lync-xmpp-in']['egress-zones'] == 'HOST' and listed['lync-xmpp-in']['priority'] == '-100'
+    parsed = [parse_rich_rule(text) for text in listed['lync-xmpp-in']['rich rules']]
+    assert parsed == rich_rules([rule for rule in RULES if rule['direction'] == 'in'])
+    # firewalld's own rules, and shapes we never write, are not taken for ours.
+    assert all(parse_rich_rule(text) is None for text in listed['allow-host-ipv6']['rich rules'])
+    for text in ('rule priority="-1" port port="5269" protocol="tcp" accept limit value="1/m"',
+                 'rule priority="-1" source NOT address="198.51.100.1" port port="5269" protocol="tcp" accept',
+                 'rule port port="5269" protocol="tcp" accept',
+                 'rule priority="-1" family="ipv4" source address="nonsense" port port="1" protocol="tcp" drop'):
+        assert parse_rich_rule(text) is None, text
+
+
+# -- reading and comparing -------------------------------------------------------
+
+def test_applied_rules_read_back_with_their_names_and_a_second_run_writes_nothing(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    backend = backend_for(host, tmp_path)
+    result = converge(backend, RULES, 'present', True, False)
+    assert not result['changed'] and result['script'] == '' and result['before'] == RULES
+    assert host.calls == [['--list-all-policies']], 'one read, nothing else'
+    assert backend.problems() == []
+    assert result['persistence_files'] == [str(host.policy_dir / name) for name in POLICY_FILES]
+
+
+def test_a_host_without_ours_gets_our_policy_files_and_one_reload(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+    assert result['changed'] and result['before'] == []
+    assert host.files() == dict((name, fixture(name)) for name in POLICY_FILES)
+    assert host.writes() == [['--check-config'], ['--reload']]
+    assert '# write %s' % (host.policy_dir / 'lync-xmpp-in.xml') in result['script']
+
+
+def test_check_mode_compares_and_writes_nothing(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', True, True)
+    assert result['changed'] and host.files() == {} and host.writes() == []
+
+
+def test_a_changed_rule_rewrites_and_a_policy_no_longer_needed_goes(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    wanted = [dict(rule, ports=[5270]) if rule['name'] == 'xmpp-in' else rule
+              for rule in RULES if rule['direction'] != 'forward']
+    result = converge(backend_for(host, tmp_path), normalize_rules(wanted), 'present', True, False)
+    assert result['changed']
+    files = host.files()
+    assert sorted(files) == ['lync-xmpp-in.xml', 'lync-xmpp-out.xml'], 'the forward policy went'
+    assert '<port port="5270" protocol="tcp"/>' in files['lync-xmpp-in.xml']
+    assert '# remove %s' % (host.policy_dir / 'lync-xmpp-fwd.xml') in result['script']
+
+
+def test_a_rich_rule_removed_at_runtime_is_seen_and_named(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    host.policies = '\n'.join(line for line in host.policies.splitlines() if 'port="6000-6010"' not in line) + '\n'
+    backend = backend_for(host, tmp_path)
+    backend.read()
+    assert not backend.in_place(RULES)
+    # Named from our policy file, the rule read back is what is left of it.
+    live = dict((rule['name'], rule) for rule in backend.current_rules())
+    assert live['xmpp-in6']['ports'] == [5269] and live['xmpp-in6']['comment'] == 'row 1 v6'
+
+
+def test_a_foreign_rich_rule_in_our_policy_is_a_difference(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    host.policies = host.policies.replace(
+        '\trule priority="-32768" port port="5269" protocol="tcp" accept\n',
+        '\trule priority="-32768" port port="5269" protocol="tcp" accept\n\trule service name="ssh" accept\n')
+    backend = backend_for(host, tmp_path)
+    backend.read()
+    assert not backend.in_place(RULES)
+    assert backend.problems() == ['firewalld: policy lync-xmpp-out holds a rich rule not in a form we write: '
+                                  'rule service name="ssh" accept']
+
+
+def test_absent_removes_our_files_and_reloads_once(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    result = converge(backend_for(host, tmp_path), [], 'absent', True, False)
+    assert result['changed'] and host.files() == {} and host.writes() == [['--check-config'], ['--reload']]
+    assert [rule['name'] for rule in result['before']] == ['xmpp-in', 'xmpp-in6', 'xmpp-out', 'zz-reject']
+    empty = RecordedFirewalld(tmp_path / 'b', 'admin') if (tmp_path / 'b').mkdir() is None else None
+    assert not converge(backend_for(empty, tmp_path), [], 'absent', True, False)['changed']
+
+
+# -- what is refused, and failures -------------------------------------------------
+
+def test_runtime_only_changes_of_the_admin_refuse_the_reload(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin', runtime_zones='zones-runtime-change')
+    with pytest.raises(BackendError, match=r'differs from the permanent one in zone public.*nothing was changed'):
+        converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+    assert host.files() == {} and host.writes() == []
+
+
+def test_a_configuration_that_does_not_load_puts_our_files_back(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied', results={'check': [(28, '', 'Error: INVALID_RULE: bad')]})
+    wanted = normalize_rules([dict(rule, ports=[5270]) for rule in RULES])
+    with pytest.raises(BackendError, match='does not load .*INVALID_RULE.*firewalld was not reloaded'):
+        converge(backend_for(host, tmp_path), wanted, 'present', True, False)
+    assert host.files() == dict((name, fixture(name)) for name in POLICY_FILES)
+    assert host.writes() == [['--check-config']]
+
+
+def test_a_failed_reload_puts_our_files_back_and_reloads_them(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin', results={'reload': [(1, '', 'Error: COMMAND_FAILED'), (0, '', '')]})
+    with pytest.raises(BackendError, match='COMMAND_FAILED.*put back and reloaded'):
+        converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+    assert host.files() == {}
+    assert host.writes() == [['--check-config'], ['--reload'], ['--reload']]
+
+
+def test_translation_and_persist_false_are_refused_before_anything_is_read(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    nat = normalize_rules([{'name': 'dnat', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.62'],
+                            'nat': 'dnat', 'nat_to': '198.51.100.10'}])
+    with pytest.raises(BackendError, match="rule 'dnat' translates addresses .*backend nftables or iptables"):
+        converge(backend_for(host, tmp_path), nat, 'present', True, False)
+    with pytest.raises(BackendError, match='persist=false cannot be honoured'):
+        converge(backend_for(host, tmp_path, persist=False), RULES, 'present', False, False)
+    assert host.calls == []
+    # Removing needs no persistence choice.
+    assert not converge(backend_for(host, tmp_path, persist=False), [], 'absent', False, False)['changed']
+
+
+def test_firewalld_not_running_is_said(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    host.run_command = lambda argv, data=None, binary_data=False: (252, 'not running', '')
+    with pytest.raises(BackendError, match=r'--list-all-policies failed \(252\): not running; firewalld must be running'):
+        converge(backend_for(host, tmp_path), RULES, 'present', True, False)
