@@ -347,8 +347,8 @@ class FirewalldBackend(Backend):
             if any(fields.get(field) for field in EMPTY_FIELDS):
                 return False
             live = set(parse_rich_rule(text) for text in fields['rich rules'])
-            if live != set(rich_rules(r for r in sorted(rules, key=lambda r: r['name'])
-                                      if r['direction'] == section)):
+            # ``rules`` are canonical, so in the order of their names, as the priorities were given.
+            if live != set(rich_rules([rule for rule in rules if rule['direction'] == section])):
                 return False
         return True
 
@@ -386,8 +386,8 @@ class FirewalldBackend(Backend):
             for args in (('--list-all-%s' % kind,), ('--permanent', '--list-all-%s' % kind)):
                 rc, out, err = self._cmd(*args)
                 if rc != 0:
-                    raise BackendError('firewalld: firewall-cmd %s failed (%d): %s' % (' '.join(args), rc,
-                                                                                     (err or out).strip()))
+                    raise BackendError('firewalld: firewall-cmd %s failed (%d): %s'
+                                       % (' '.join(args), rc, (err or out).strip()))
                 listings.append(comparable_listing(out, lambda name: bool(OUR_POLICY.match(name))))
             runtime, permanent = listings
             changed += ['%s %s' % (kind[:-1] if kind == 'zones' else 'policy', name)

@@ -50,6 +50,7 @@ class RecordedFirewalld(object):
         self.policy_dir = tmp_path / 'policies'
         self.policy_dir.mkdir()
         self.policies = fixture('%s.policies' % stage)
+        self.permanent_policies = fixture('applied.permanent-policies' if stage == 'applied' else 'admin.policies')
         if stage == 'applied':
             for name in POLICY_FILES:
                 (self.policy_dir / name).write_text(fixture(name))
@@ -65,7 +66,7 @@ class RecordedFirewalld(object):
         if argv == [CMD, '--list-all-policies']:
             return 0, self.policies, ''
         if argv == [CMD, '--permanent', '--list-all-policies']:
-            return 0, fixture('admin.policies'), ''
+            return 0, self.permanent_policies, ''
         if argv == [CMD, '--list-all-zones']:
             return 0, self.zones['runtime'], ''
         if argv == [CMD, '--permanent', '--list-all-zones']:
