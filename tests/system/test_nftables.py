@@ -354,11 +354,13 @@ def test_auto_detects_what_the_host_really_uses(setup, expected, host):
             'priority filter; policy drop;\n\t\tjump ufw-before-input\n\t}\n}\n'),
 ])
 def test_a_host_run_by_firewalld_or_ufw_is_refused_and_left_alone(manager, script, host):
+    # The tables of a firewalld or ufw host, without the daemon: auto takes firewalld's side (and finds no
+    # firewall-cmd here), nftables is refused on both; nothing is written either way.
     namespace = host(admin=False)
     namespace.run('nft', '-f', '-', input=script)
     before = ruleset(namespace)
     for backend in ('auto', 'nftables'):
-        result = module(namespace, SERVER_RULES, backend=backend)
+        result = module(namespace, SERVER_RULES, backend=backend, persist=True)
         assert failed(result) and 'managed by %s' % manager in result['msg'], result
     assert ruleset(namespace) == before
 
