@@ -13,11 +13,11 @@ export CONTAINERS_CONF=$lab/containers.conf
 suite=bookworm
 # python3 for Ansible and the listeners; nftables and iptables (both the nft
 # and the legacy variant ship in the iptables package) for the firewalls;
-# iproute2 for addresses and routes; firewalld for the firewalld variant (installed,
-# it runs only where the lab starts it). firewalld needs polkitd, which needs a
-# logind: debootstrap cannot pick a provider of that virtual package, so
-# libpam-systemd is named.
-packages=python3,nftables,iptables,iproute2,firewalld,libpam-systemd
+# iproute2 for addresses and routes; firewalld and ufw for their variants
+# (installed, each runs only where the lab starts it). firewalld needs polkitd,
+# which needs a logind: debootstrap cannot pick a provider of that virtual
+# package, so libpam-systemd is named.
+packages=python3,nftables,iptables,iproute2,firewalld,libpam-systemd,ufw
 
 recipe_hash=$( { cat "$0"; echo "$suite $packages"; } | sha256sum | cut -c1-12)
 image=localhost/lync-xmpp-lab:$recipe_hash

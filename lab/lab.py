@@ -115,7 +115,7 @@ def plan_hosts(options):
     for name, host in hosts.items():
         if host['role'] == 'partner':
             host['firewall'] = None
-        elif options['firewall'] in ('nftables', 'firewalld'):
+        elif options['firewall'] in ('nftables', 'firewalld', 'ufw'):
             host['firewall'] = options['firewall']
         else:
             # The iptables scenario carries both variants: the Edge on legacy, the rest on iptables-nft.
@@ -308,6 +308,19 @@ i=0; while [ -e /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/stat
 done
 ''' + FIREWALLD_START
 FIREWALLD_FILES = '/etc/firewalld/zones/*.xml /etc/firewalld/policies/*.xml'
+# ufw as an admin would set it up: deny incoming and routed (and outgoing on the servers), SSH allowed.
+UFW_FILES = '/etc/ufw/before.rules /etc/ufw/before6.rules /etc/ufw/user.rules /etc/ufw/user6.rules'
+
+
+def ufw_baseline(role):
+    outgoing = 'deny' if role in ('edge', 'front_end') else 'allow'
+    return ('ufw --force reset >/dev/null\n'
+            'ufw default deny incoming >/dev/null\n'
+            'ufw default deny routed >/dev/null\n'
+            'ufw default %s outgoing >/dev/null\n'
+            'ufw allow 22/tcp >/dev/null\n'
+            'ufw --force enable >/dev/null\n'
+            'rm -f /etc/ufw/*.rules.20*\n' % outgoing)
 
 
 def heredoc(path, text):
@@ -332,6 +345,8 @@ def baseline_script(state, name):
         if host['role'] in ('edge', 'front_end'):
             script += heredoc('/etc/firewalld/policies/admin-egress.xml', FIREWALLD_EGRESS)
         script += FIREWALLD_START
+    elif firewall == 'ufw':
+        script = ufw_baseline(host['role'])
     else:
         variant = 'legacy' if firewall == 'iptables-legacy' else 'nft'
         script = ''.join('update-alternatives --quiet --set %s /usr/sbin/%s-%s\n' % (tool, tool, variant)
@@ -351,6 +366,9 @@ def reload_script(firewall):
         # A restart, not only a reload: everything comes back from the permanent configuration. Docker's
         # table is not firewalld's and stays.
         return FIREWALLD_RESTART
+    if firewall == 'ufw':
+        # ufw rebuilds its chains from its files; Docker's chains are not ufw's and stay.
+        return 'ufw reload >/dev/null\n'
     return ('iptables-restore %s\nip6tables-restore %s\n' % IPTABLES_SAVE_FILES) + foreign_commands(firewall)
 
 
@@ -365,6 +383,9 @@ def listener_ports(role):
 def listing_script(firewall):
     if firewall == 'firewalld':
         return 'nft list ruleset\nfor f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"; done\n' % FIREWALLD_FILES
+    if firewall == 'ufw':
+        return ('iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n'
+                'for f in %s; do echo "=== $f"; cat "$f"; done\n' % UFW_FILES)
     if firewall == 'nftables':
         return 'nft list ruleset\necho "=== %s"\ncat %s\n' % (NFT_MAIN_CONFIG, NFT_MAIN_CONFIG)
     files = ''.join('echo "=== %s"\ncat %s\n' % (path, path) for path in IPTABLES_SAVE_FILES)
@@ -802,9 +823,9 @@ def main():
     up.add_argument('--inventory', help='write the Ansible inventory of the lab here')
     up.add_argument('--edges', type=int, default=1)
     up.add_argument('--front-ends', type=int, default=1)
-    up.add_argument('--firewall', choices=('nftables', 'iptables', 'firewalld'), default='nftables',
+    up.add_argument('--firewall', choices=('nftables', 'iptables', 'firewalld', 'ufw'), default='nftables',
                     help='iptables: the Edge on iptables-legacy, the other hosts on iptables-nft; '
-                         'firewalld: firewalld on every host but the partner')
+                         'firewalld, ufw: that on every host but the partner')
     up.add_argument('--ipv6', action='store_true', help='give the Edge and Front End their IPv6 addresses too')
     up.add_argument('--nat', action='store_true', help='publish each Edge through NAT on the external firewall')
     up.add_argument('--narrow-partners', action='store_true',

@@ -7,9 +7,10 @@
 
 ``backend: auto`` looks at the kernel, not at which packages are installed:
 
-1. A host run by firewalld gets the firewalld backend (policies of ours,
-   through firewalld itself); a host run by ufw is refused (its backend comes
-   later): writing under either would be undone at its next reload.
+1. A host run by ufw gets the ufw backend (our chains hung from ufw's
+   before-chains, persisted in its before.rules), a host run by firewalld the
+   firewalld backend (policies of ours, through firewalld itself): rules
+   written beside either would be undone at its next reload.
 2. nftables tables of the admin's own with base chains -> nftables.
 3. Tables that iptables-nft made (ip/ip6 filter, nat... with INPUT, FORWARD...)
    -> iptables, nft variant.
@@ -32,6 +33,7 @@ import os
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, hold_host_lock
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import FirewalldBackend
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.ufw import UfwBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import (
     OUR_TABLE,
@@ -112,13 +114,13 @@ def firewalld_manages(ruleset, paths):
     return None
 
 
-def refuse_ufw(ruleset, paths):
-    """Raise BackendError when ufw runs the host's firewall."""
-    ufw_chains = ruleset and any(chain.startswith(('ufw-', 'ufw6-')) for _f, _t, chain in ruleset.chains)
-    if ufw_chains or ufw_enabled(paths):
-        raise BackendError('this host\'s firewall is managed by ufw (%s); firewall_ruleset has no ufw backend yet, '
-                           'and rules written beside ufw would be lost at its next reload'
-                           % ('ufw chains in the ruleset' if ufw_chains else 'ENABLED=yes in %s' % paths['ufw_config']))
+def ufw_manages(ruleset, paths):
+    """Why ufw runs the host's firewall ('ufw chains in the ruleset', 'ENABLED=yes in ...'), or None."""
+    if ruleset and any(chain.startswith(('ufw-', 'ufw6-')) for _f, _t, chain in ruleset.chains):
+        return 'ufw chains in the ruleset'
+    if ufw_enabled(paths):
+        return 'ENABLED=yes in %s' % paths['ufw_config']
+    return None
 
 
 def iptables_variant(run_command, get_bin_path, ruleset, paths):
@@ -152,7 +154,16 @@ def select_backend(run_command, get_bin_path, options, paths=None):
             ruleset_text = None
     elif choice == 'nftables':
         raise BackendError('nftables: the nft command was not found on this host (install the nftables package)')
-    refuse_ufw(ruleset, paths)
+    ufw = ufw_manages(ruleset, paths)
+    if ufw:
+        if choice not in ('auto', 'ufw'):
+            raise BackendError('this host\'s firewall is managed by ufw (%s): rules written to %s beside ufw would '
+                               'lose their place at its next reload; use backend ufw (or auto)' % (ufw, choice))
+        return UfwBackend(run_command, get_bin_path, options, iptables_variant(run_command, get_bin_path, ruleset,
+                                                                              paths))
+    if choice == 'ufw':
+        raise BackendError('ufw: ufw does not run this host\'s firewall (no ufw chains, ENABLED=no); use backend '
+                           'auto to write to what the host uses')
     firewalld = firewalld_manages(ruleset, paths)
     if firewalld:
         if choice not in ('auto', 'firewalld'):

@@ -482,6 +482,8 @@ class IptablesBackend(Backend):
     """iptables-nft or iptables-legacy (``variant`` 'nft' or 'legacy'), IPv4 and IPv6."""
 
     lock_path = DEFAULT_LOCK_PATH
+    # Where a base chain comes from, for messages about it.
+    base_chain_origin = 'base_chains.%s'
 
     def __init__(self, run_command, get_bin_path, options, variant):
         super(IptablesBackend, self).__init__(run_command, get_bin_path, options)
@@ -555,7 +557,8 @@ class IptablesBackend(Backend):
         """Rules in our chains that are not in a form we write (the kernel rules compared one by one catch the rest)."""
         return [problem for state in self.states.values() for problem in state.problems]
 
-    def base_chain(self, section):
+    def base_chain(self, section, family):
+        """The chain our jump for ``section`` goes into, in ``family``'s table."""
         if section in ('dnat', 'snat'):
             return DEFAULT_BASE_CHAINS[section]
         return (self.options.get('base_chains') or {}).get(section) or DEFAULT_BASE_CHAINS[section]
@@ -565,8 +568,8 @@ class IptablesBackend(Backend):
         table = self.states[family].tables.get(table_name)
         bases = {}
         for section in sections_used:
-            base = self.base_chain(section)
-            option = 'base_chains.%s' % section
+            base = self.base_chain(section, family)
+            option = self.base_chain_origin % section
             if base in SECTION_OF_CHAIN:
                 raise BackendError('%s: %s: %r is one of our own chains' % (self.name, option, base))
             if base in bases:
@@ -596,7 +599,7 @@ class IptablesBackend(Backend):
         for base_name, index, target, spec in jumps:
             if target not in wanted or index != 0 or spec != jump_spec(target):
                 return False
-            if base_name != self.base_chain(SECTION_OF_CHAIN[target]):
+            if base_name != self.base_chain(SECTION_OF_CHAIN[target], family):
                 return False
         return True
 
@@ -633,7 +636,7 @@ class IptablesBackend(Backend):
         lines += [':%s - [0:0]' % chain for chain in ordered]
         keep_jump = set()
         for chain in wanted:
-            base = self.base_chain(SECTION_OF_CHAIN[chain])
+            base = self.base_chain(SECTION_OF_CHAIN[chain], family)
             to_chain = [jump for jump in jumps if jump[2] == chain]
             if (len(to_chain) == 1 and to_chain[0][0] == base and to_chain[0][1] == 0
                     and to_chain[0][3] == jump_spec(chain)):
@@ -647,7 +650,7 @@ class IptablesBackend(Backend):
             lines += [format_kernel_rule(kernel_rule) for kernel_rule in wanted.get(chain, [])]
         for chain in ordered:
             if chain in wanted and chain not in keep_jump:
-                lines.append('-I %s 1 %s' % (self.base_chain(SECTION_OF_CHAIN[chain]), jump_spec(chain)))
+                lines.append('-I %s 1 %s' % (self.base_chain(SECTION_OF_CHAIN[chain], family), jump_spec(chain)))
         lines += ['-X %s' % chain for chain in ordered if chain not in wanted]
         lines.append('COMMIT')
         return lines
@@ -785,7 +788,7 @@ class IptablesBackend(Backend):
         for table_name, chains in desired_chains(rules or [], family).items():
             ours[table_name] = []
             for chain in sorted(chains):
-                base = self.base_chain(SECTION_OF_CHAIN[chain])
+                base = self.base_chain(SECTION_OF_CHAIN[chain], family)
                 ours[table_name].append({
                     'chain': chain,
                     'declaration': ':%s - [0:0]' % chain,

@@ -15,7 +15,7 @@ version_added: 1.0.0
 author: lync.xmpp_federation contributors (@lync-xmpp-federation)
 description:
   - Applies the whole rule list of one host, as the filter P(lync.xmpp_federation.host_rules#filter) returns it,
-    to nftables, iptables (iptables-nft or iptables-legacy) or firewalld in a single call.
+    to nftables, iptables (iptables-nft or iptables-legacy), firewalld or ufw in a single call.
   - Reads the live ruleset once, compares the normalised desired rules with the rules of ours found there, and
     only when they differ writes one transaction (C(nft -f), C(iptables-restore --noflush)) that is validated
     first. Either all of it is applied or none.
@@ -38,6 +38,10 @@ description:
     C(firewall-cmd --reload). Because a reload also replaces runtime-only changes, the run is refused when the
     runtime zones or policies (ours aside) differ from the permanent ones. Translation rules and O(persist=false)
     are refused on firewalld."
+  - "ufw: the iptables chains above, entered from ufw's own C(ufw-before-input), C(ufw-before-output) and
+    C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in
+    C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
+    reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
   - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 attributes:
@@ -48,7 +52,7 @@ attributes:
     description: Returns before and after as sorted rule lists, one rule a line.
     support: full
   platform:
-    description: Linux hosts with nftables, iptables or firewalld.
+    description: Linux hosts with nftables, iptables, firewalld or ufw.
     support: full
     platforms: linux
 options:
@@ -79,11 +83,12 @@ options:
       - A host managed by firewalld (its table in the ruleset, or its process running) gets V(firewalld) with
         V(auto); V(nftables) or V(iptables) there are refused, since rules written beside firewalld would be lost at
         its next reload. V(firewalld) on a host firewalld does not run is refused.
-      - A host managed by ufw is refused, whatever this option says, with a message saying so.
+      - Likewise a host managed by ufw (its chains in the ruleset, or C(ENABLED=yes) in C(/etc/ufw/ufw.conf)) gets
+        V(ufw); any other choice there is refused, and so is V(ufw) where ufw does not run.
       - V(iptables) writes with iptables, in the variant (nft or legacy) whose tables are in the kernel, else in the
         variant of the host's C(iptables) command.
     type: str
-    choices: [auto, nftables, iptables, firewalld]
+    choices: [auto, nftables, iptables, firewalld, ufw]
     default: auto
   persist:
     description:
@@ -95,6 +100,8 @@ options:
         leaving every other line of those files as it was.
       - firewalld keeps policies only in its permanent configuration, so there the rules always persist and
         V(false) is refused.
+      - ufw, our chains in C(/etc/ufw/before.rules) and C(before6.rules) (or O(iptables_save_files)), leaving every
+        other line as it was.
     type: bool
     default: true
   nft_table:
@@ -137,7 +144,8 @@ options:
     description:
       - The iptables save files to keep our chains in, by family.
       - By default C(/etc/iptables/rules.v4) and C(/etc/iptables/rules.v6) (Debian, Ubuntu), or
-        C(/etc/sysconfig/iptables) and C(/etc/sysconfig/ip6tables) where that directory exists (RHEL).
+        C(/etc/sysconfig/iptables) and C(/etc/sysconfig/ip6tables) where that directory exists (RHEL); on a ufw
+        host C(/etc/ufw/before.rules) and C(/etc/ufw/before6.rules).
     type: dict
     suboptions:
       ipv4:
@@ -197,7 +205,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 backend:
-  description: The backend that was used (C(nftables), C(iptables-nft), C(iptables-legacy) or C(firewalld)).
+  description: The backend that was used (C(nftables), C(iptables-nft), C(iptables-legacy), C(firewalld) or C(ufw)).
   returned: always
   type: str
   sample: nftables
@@ -265,7 +273,7 @@ def main():
         argument_spec=dict(
             rules=dict(type='list', elements='dict', default=[]),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
-            backend=dict(type='str', choices=['auto', 'nftables', 'iptables', 'firewalld'], default='auto'),
+            backend=dict(type='str', choices=['auto', 'nftables', 'iptables', 'firewalld', 'ufw'], default='auto'),
             persist=dict(type='bool', default=True),
             nft_table=dict(type='str'),
             base_chains=dict(type='dict', options={

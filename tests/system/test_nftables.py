@@ -354,14 +354,19 @@ def test_auto_detects_what_the_host_really_uses(setup, expected, host):
             'priority filter; policy drop;\n\t\tjump ufw-before-input\n\t}\n}\n'),
 ])
 def test_a_host_run_by_firewalld_or_ufw_is_refused_and_left_alone(manager, script, host):
-    # The tables of a firewalld or ufw host, without the daemon: auto takes firewalld's side (and finds no
-    # firewall-cmd here), nftables is refused on both; nothing is written either way.
+    # The tables of a firewalld or ufw host, without the daemon: nftables is refused, naming the manager; auto
+    # hands the host to that manager's backend, which fails here before writing (no firewall-cmd; no IPv6
+    # chain of ufw's). Nothing is written either way.
     namespace = host(admin=False)
     namespace.run('nft', '-f', '-', input=script)
     before = ruleset(namespace)
-    for backend in ('auto', 'nftables'):
-        result = module(namespace, SERVER_RULES, backend=backend, persist=True)
-        assert failed(result) and 'managed by %s' % manager in result['msg'], result
+    result = module(namespace, SERVER_RULES, backend='nftables', persist=True)
+    assert failed(result) and 'managed by %s' % manager in result['msg'] and 'use backend %s' % manager in \
+        result['msg'], result
+    result = module(namespace, SERVER_RULES, backend='auto', persist=True)
+    expected = {'firewalld': r'firewall-cmd command was not found',
+                'ufw': r"is ufw enabled\?\): chain 'ufw6?-before-\w+' does not exist"}[manager]
+    assert failed(result) and re.search(expected, result['msg']), result
     assert ruleset(namespace) == before
 
 

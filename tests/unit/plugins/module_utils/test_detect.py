@@ -20,6 +20,7 @@ import pytest
 from ansible_collections.lync.xmpp_federation.plugins.module_utils import detect
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import FirewalldBackend
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.ufw import UfwBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import NftablesBackend
 
@@ -139,15 +140,25 @@ def test_firewalld_where_it_does_not_run_is_refused(tmp_path):
         Host(tmp_path, fixture('admin.json')).select('firewalld')
 
 
-@pytest.mark.parametrize('host_options, message', [
-    ({'ruleset': 'ufw.json'}, 'managed by ufw (ufw chains in the ruleset)'),
-    ({'ufw_config': '# /etc/ufw/ufw.conf\nENABLED=yes\nLOGLEVEL=low\n'}, 'managed by ufw (ENABLED=yes in'),
+@pytest.mark.parametrize('host_options, message, variant', [
+    ({'ruleset': 'ufw.json'}, 'managed by ufw (ufw chains in the ruleset)', 'iptables-nft'),
+    ({'ufw_config': '# /etc/ufw/ufw.conf\nENABLED=yes\nLOGLEVEL=low\n', 'legacy_tables': 'filter\n'},
+     'managed by ufw (ENABLED=yes in', 'iptables-legacy'),
 ])
-@pytest.mark.parametrize('backend', ['auto', 'nftables', 'iptables', 'firewalld'])
-def test_a_host_run_by_ufw_is_refused_whatever_the_choice(tmp_path, host_options, message, backend):
-    with pytest.raises(BackendError) as error:
-        host_with(tmp_path, host_options).select(backend)
-    assert message in str(error.value) and 'no ufw backend yet' in str(error.value)
+def test_a_host_run_by_ufw_gets_the_ufw_backend_and_no_other(tmp_path, host_options, message, variant):
+    for backend in ('auto', 'ufw'):
+        chosen = host_with(tmp_path / backend, host_options).select(backend)
+        # ufw drives iptables: the variant is the one whose tables are in the kernel.
+        assert isinstance(chosen, UfwBackend) and chosen.name == 'ufw' and 'iptables-' + chosen.variant == variant
+    for backend in ('nftables', 'iptables', 'firewalld'):
+        with pytest.raises(BackendError) as error:
+            host_with(tmp_path / backend, host_options).select(backend)
+        assert message in str(error.value) and 'use backend ufw' in str(error.value)
+
+
+def test_ufw_where_it_does_not_run_is_refused(tmp_path):
+    with pytest.raises(BackendError, match='ufw does not run this host'):
+        Host(tmp_path, fixture('admin.json'), ufw_config='ENABLED=no\n').select('ufw')
 
 
 def test_an_idle_firewalld_or_ufw_install_is_no_reason_to_refuse(tmp_path):

@@ -118,9 +118,9 @@ def test_bad_input_fails_naming_the_rule_and_field_before_the_host_is_read(host)
 
 
 def test_a_backend_error_is_a_failure_with_its_message(host):
-    host['ruleset'] = fixture('ufw.json')
-    result = run({'rules': RULES, 'persist': False})
-    assert result['failed'] and 'managed by ufw' in result['msg']
+    host['ruleset'] = fixture('admin.json')
+    result = run({'rules': RULES, 'persist': False, 'backend': 'ufw'})
+    assert result['failed'] and 'ufw does not run this host' in result['msg']
 
 
 def test_absent_with_persistence_names_the_files(host, tmp_path):
