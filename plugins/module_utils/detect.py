@@ -159,8 +159,8 @@ def select_backend(run_command, get_bin_path, options, paths=None):
         if choice not in ('auto', 'ufw'):
             raise BackendError('this host\'s firewall is managed by ufw (%s): rules written to %s beside ufw would '
                                'lose their place at its next reload; use backend ufw (or auto)' % (ufw, choice))
-        return UfwBackend(run_command, get_bin_path, options, iptables_variant(run_command, get_bin_path, ruleset,
-                                                                              paths))
+        variant = iptables_variant(run_command, get_bin_path, ruleset, paths)
+        return UfwBackend(run_command, get_bin_path, options, variant)
     if choice == 'ufw':
         raise BackendError('ufw: ufw does not run this host\'s firewall (no ufw chains, ENABLED=no); use backend '
                            'auto to write to what the host uses')
