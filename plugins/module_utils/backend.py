@@ -34,6 +34,31 @@ class BackendError(Exception):
     """A failure the user must see (detection, validation, apply); the message says what and why."""
 
 
+class KeyedValue(object):
+    """Equality, hashing and repr from ``key()``.
+
+    A backend's kernel-level rule built from the model and the same rule read back from the firewall must
+    compare equal, so that the comparison of desired with live state is a comparison of sets.
+    """
+
+    __slots__ = ()
+
+    def key(self):
+        raise NotImplementedError
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.key() == other.key()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __repr__(self):
+        return '%s%r' % (type(self).__name__, self.key())
+
+
 class Backend(object):
     """One firewall backend.
 
@@ -134,6 +159,15 @@ def converge(backend, rules, state, persist, check_mode, canonical=False):
         'persisted': persisted,
         'persistence_files': backend.persistence_files() if persist else [],
     }
+
+
+def refuse_translations(rules, backend, why):
+    """Raise BackendError naming the first translation rule in ``rules``: ``backend`` cannot do it, ``why``."""
+    for rule in rules:
+        if rule.get('nat'):
+            raise BackendError("%s: rule '%s' translates addresses (%s to %s); %s. Use backend nftables or iptables on "
+                               "this firewall (with %s stopped), or do without lync_edge_public_ip"
+                               % (backend, rule['name'], rule['nat'], rule['nat_to'], why, backend))
 
 
 def write_file_atomic(path, content, check_mode, mode=0o600):

@@ -47,9 +47,11 @@ import re
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
     Backend,
     BackendError,
+    KeyedValue,
     group_kernel_rules,
     hold_host_lock,
     port_span_text,
+    refuse_translations,
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
@@ -89,7 +91,7 @@ def rich_priority(index):
     return FIRST_PRIORITY + index if index < -FIRST_PRIORITY else index + FIRST_PRIORITY + 1
 
 
-class RichRule(object):
+class RichRule(KeyedValue):
     """One rich rule of ours: what the model asks for, and what firewall-cmd lists, in one comparable form."""
 
     __slots__ = ('priority', 'family', 'source', 'destination', 'ports', 'protocol', 'action', 'comment')
@@ -99,19 +101,8 @@ class RichRule(object):
         self.ports, self.protocol, self.action, self.comment = ports, protocol, action, comment
 
     def key(self):
+        # Not the comment: firewalld does not keep it with the rule, only our file does.
         return (self.priority, self.family, self.source, self.destination, self.ports, self.protocol, self.action)
-
-    def __eq__(self, other):
-        return isinstance(other, RichRule) and self.key() == other.key()
-
-    def __ne__(self, other):
-        return not self == other
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __repr__(self):
-        return 'RichRule%r' % (self.key(),)
 
     def xml(self):
         """The rule as firewalld's policy file holds it, after an XML comment naming our rule."""
@@ -249,13 +240,9 @@ class FirewalldBackend(Backend):
         if state == 'present' and not self.options.get('persist', True):
             raise BackendError('firewalld: persist=false cannot be honoured: firewalld keeps policies only in its '
                                'permanent configuration, so its rules always survive a reload or a reboot')
-        for rule in rules:
-            if rule.get('nat'):
-                raise BackendError("firewalld: rule '%s' translates addresses (%s to %s); firewalld's rich rules "
-                                   "cannot translate a source to a chosen address, and a destination translation to "
-                                   "another host in a policy needs a newer firewalld than most hosts run. Use "
-                                   "backend nftables or iptables on this firewall (with firewalld stopped), or do "
-                                   "without lync_edge_public_ip" % (rule['name'], rule['nat'], rule['nat_to']))
+        refuse_translations(rules, 'firewalld', "firewalld's rich rules cannot translate a source to a chosen address, "
+                                                "and a destination translation to another host in a policy needs a "
+                                                "newer firewalld than most hosts run")
 
     # -- reading (once) ---------------------------------------------------------------
     def read(self):

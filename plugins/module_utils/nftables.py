@@ -40,6 +40,7 @@ import re
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
     Backend,
     BackendError,
+    KeyedValue,
     group_kernel_rules,
     hold_host_lock,
     port_span_text,
@@ -115,7 +116,7 @@ def ports_text(spans):
     return texts[0] if len(texts) == 1 else '{ %s }' % ', '.join(texts)
 
 
-class KernelRule(object):
+class KernelRule(KeyedValue):
     """One nft rule of ours, in a form built from a model rule and read back from ``nft -j`` alike.
 
     ``nfproto`` is 4 or 6 only where an inet chain serves one family and the
@@ -131,18 +132,6 @@ class KernelRule(object):
 
     def key(self):
         return (self.nfproto, self.source, self.destination, self.protocol, self.ports, self.verdict, self.comment)
-
-    def __eq__(self, other):
-        return isinstance(other, KernelRule) and self.key() == other.key()
-
-    def __ne__(self, other):
-        return not self == other
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __repr__(self):
-        return 'KernelRule%r' % (self.key(),)
 
     def text(self, table_family):
         """The rule's nft syntax, after ``add rule FAMILY TABLE CHAIN``."""

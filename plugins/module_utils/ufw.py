@@ -28,7 +28,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, refuse_translations
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
 
 UFW_BASE_CHAINS = {
@@ -51,13 +51,8 @@ class UfwBackend(IptablesBackend):
         if self.options.get('base_chains'):
             raise BackendError('ufw: base_chains does not apply on a ufw host: our jumps go into ufw\'s own '
                                'ufw-before-input, ufw-before-output and ufw-before-forward chains (ufw6- for IPv6)')
-        for rule in rules:
-            if rule.get('nat'):
-                raise BackendError("ufw: rule '%s' translates addresses (%s to %s); ufw reloads before.rules without "
-                                   "flushing the nat table's built-in chains, so a translation of ours would be "
-                                   "added again at every reload. Use backend nftables or iptables on this firewall "
-                                   "(with ufw disabled), or do without lync_edge_public_ip"
-                                   % (rule['name'], rule['nat'], rule['nat_to']))
+        refuse_translations(rules, 'ufw', "ufw reloads before.rules without flushing the nat table's built-in chains, "
+                                          "so a translation of ours would be added again at every reload")
 
     def base_chain(self, section, family):
         return UFW_BASE_CHAINS[family][section]
