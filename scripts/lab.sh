@@ -12,7 +12,7 @@
 #
 #   bash scripts/lab.sh                 one Edge, one Front End, IPv4 and IPv6
 #   bash scripts/lab.sh --nat --edges 2 extra options go to lab/lab.py up
-#                                       (--firewall iptables, --front-ends N, ...)
+#                                       (--firewall iptables|firewalld|ufw, --front-ends N, ...)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
