@@ -26,9 +26,10 @@ runtime) beside our own files in firewalld's permanent configuration.  The
 transaction is: write our policy files, ``firewall-cmd --check-config``, then
 one ``firewall-cmd --reload``, which firewalld applies as a whole; on any
 failure our files are put back (and reloaded).  A reload also replaces
-whatever the admin changed at runtime only, so before reloading, the
-runtime zones and policies (ours aside) are compared with the permanent
-ones and a difference refuses the run, naming the zone or policy.
+whatever the admin (or a tool such as fail2ban) changed at runtime only, so
+before reloading, the runtime zones, policies (ours aside), direct rules and
+passthroughs and ipsets are compared with the permanent ones, and a
+difference refuses the run, naming what differs.
 
 firewalld keeps policies only in its permanent configuration, so the rules
 are persistent by construction: ``persist: false`` is refused.  Rich rules
@@ -365,27 +366,41 @@ class FirewalldBackend(Backend):
         self._plan = dict((self.policy_path(policy), None) for policy in set(self.files) | set(self.runtime))
         return self._describe(self._plan)
 
+    def _listing(self, *args):
+        rc, out, err = self._cmd(*args)
+        if rc != 0:
+            raise BackendError('firewalld: firewall-cmd %s failed (%d): %s' % (' '.join(args), rc, (err or out).strip()))
+        return out
+
     def _runtime_only_changes(self):
-        """The zones and policies (not ours) whose runtime differs from the permanent configuration."""
+        """What a reload would discard or change besides ours: each zone, policy, the direct rules and
+        passthroughs, and each ipset (entries that tools such as fail2ban add at runtime) whose runtime
+        differs from the permanent configuration."""
         changed = []
-        for kind in ('zones', 'policies'):
-            listings = []
-            for args in (('--list-all-%s' % kind,), ('--permanent', '--list-all-%s' % kind)):
-                rc, out, err = self._cmd(*args)
-                if rc != 0:
-                    raise BackendError('firewalld: firewall-cmd %s failed (%d): %s'
-                                       % (' '.join(args), rc, (err or out).strip()))
-                listings.append(comparable_listing(out, lambda name: bool(OUR_POLICY.match(name))))
-            runtime, permanent = listings
-            changed += ['%s %s' % (kind[:-1] if kind == 'zones' else 'policy', name)
-                        for name in sorted(set(runtime) | set(permanent)) if runtime.get(name) != permanent.get(name)]
+        for kind, label in (('zones', 'zone'), ('policies', 'policy')):
+            runtime, permanent = [comparable_listing(self._listing(*(prefix + ('--list-all-%s' % kind,))),
+                                                     lambda name: bool(OUR_POLICY.match(name)))
+                                  for prefix in ((), ('--permanent',))]
+            changed += ['%s %s' % (label, name) for name in sorted(set(runtime) | set(permanent))
+                        if runtime.get(name) != permanent.get(name)]
+        for args, label in ((('--direct', '--get-all-rules'), 'the direct rules'),
+                            (('--direct', '--get-all-passthroughs'), 'the direct passthroughs')):
+            if sorted(self._listing(*args).splitlines()) != sorted(self._listing('--permanent', *args).splitlines()):
+                changed.append(label)
+        ipsets = set(self._listing('--get-ipsets').split()) | set(self._listing('--permanent', '--get-ipsets').split())
+        for name in sorted(ipsets):
+            # An ipset only one side has answers with an error there: that is a difference too.
+            runtime, permanent = [self._cmd(*(prefix + ('--info-ipset=%s' % name,)))
+                                  for prefix in ((), ('--permanent',))]
+            if runtime != permanent:
+                changed.append('ipset %s' % name)
         return changed
 
     def apply(self, script):
         changed = self._runtime_only_changes()
         if changed:
             raise BackendError('firewalld: the runtime configuration differs from the permanent one in %s, and the '
-                               'reload that applies our policies would undo that. Make those changes permanent '
+                               'reload that applies our policies would discard that. Make those changes permanent '
                                '(firewall-cmd --runtime-to-permanent) or drop them (firewall-cmd --reload) first; '
                                'nothing was changed' % ', '.join(changed))
         previous = {}

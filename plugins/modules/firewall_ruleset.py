@@ -35,8 +35,9 @@ description:
     (C(HOST) to C(ANY)) and C(lync-xmpp-fwd) (C(ANY) to C(ANY)), with priority -100 (before the zones) and target
     C(CONTINUE), one rich rule per kernel rule, ordered by rich-rule priorities. They are files of ours in
     C(/etc/firewalld/policies/), checked with C(firewall-cmd --check-config) and applied by one
-    C(firewall-cmd --reload). Because a reload also replaces runtime-only changes, the run is refused when the
-    runtime zones or policies (ours aside) differ from the permanent ones. Translation rules and O(persist=false)
+    C(firewall-cmd --reload). Because a reload also discards runtime-only changes (an admin's, or a tool's such
+    as fail2ban), a run that has to reload is refused while the runtime zones, policies (ours aside), direct
+    rules or ipsets differ from the permanent ones. Translation rules and O(persist=false)
     are refused on firewalld."
   - "ufw: the iptables chains above, entered from ufw's own C(ufw-before-input), C(ufw-before-output) and
     C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in

@@ -56,6 +56,8 @@ class RecordedFirewalld(object):
                 (self.policy_dir / name).write_text(fixture(name))
         self.zones = {'runtime': fixture(runtime_zones), 'permanent': fixture('permanent-zones')}
         self.results = results or {}
+        # Direct rules and ipsets, by the firewall-cmd arguments that list them (without --permanent).
+        self.runtime_extra, self.permanent_extra = {}, {}
         self.calls = []
 
     def get_bin_path(self, name, required=False, opt_dirs=None):
@@ -71,6 +73,14 @@ class RecordedFirewalld(object):
             return 0, self.zones['runtime'], ''
         if argv == [CMD, '--permanent', '--list-all-zones']:
             return 0, self.zones['permanent'], ''
+        listings = (('--direct', '--get-all-rules'), ('--direct', '--get-all-passthroughs'), ('--get-ipsets',))
+        if tuple(argv[1:]) in listings:
+            return 0, self.runtime_extra.get(tuple(argv[1:]), ''), ''
+        if argv[1] == '--permanent' and tuple(argv[2:]) in listings:
+            return 0, self.permanent_extra.get(tuple(argv[2:]), ''), ''
+        if argv[-1].startswith('--info-ipset='):
+            extra = self.permanent_extra if argv[1] == '--permanent' else self.runtime_extra
+            return 0, extra.get(argv[-1], ''), ''
         if argv == [CMD, '--check-config']:
             return self.results.get('check', [(0, 'success', '')]).pop(0)
         if argv == [CMD, '--reload']:
@@ -197,6 +207,35 @@ def test_runtime_only_changes_of_the_admin_refuse_the_reload(tmp_path):
     with pytest.raises(BackendError, match=r'differs from the permanent one in zone public.*nothing was changed'):
         converge(backend_for(host, tmp_path), RULES, 'present', True, False)
     assert host.files() == {} and host.writes() == []
+
+
+IPSET_RUNTIME = 'banned\n  type: hash:ip\n  options: \n  entries: 198.51.100.99\n'
+IPSET_PERMANENT = 'banned\n  type: hash:ip\n  options: \n  entries: \n'
+
+
+@pytest.mark.parametrize('runtime, permanent, named', [
+    # A direct rule added at runtime only (as recorded from firewall-cmd --direct --get-all-rules).
+    ({('--direct', '--get-all-rules'): 'ipv4 filter INPUT 0 -s 198.51.100.98 -j DROP\n'}, {}, 'the direct rules'),
+    ({('--direct', '--get-all-passthroughs'): 'ipv4 -A INPUT -j DROP\n'}, {}, 'the direct passthroughs'),
+    # An entry added to a permanent ipset at runtime, as fail2ban's firewalld actions do.
+    ({('--get-ipsets',): 'banned\n', '--info-ipset=banned': IPSET_RUNTIME},
+     {('--get-ipsets',): 'banned\n', '--info-ipset=banned': IPSET_PERMANENT}, 'ipset banned'),
+])
+def test_runtime_only_direct_rules_and_ipset_entries_refuse_the_reload(tmp_path, runtime, permanent, named):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    host.runtime_extra, host.permanent_extra = runtime, permanent
+    with pytest.raises(BackendError, match='differs from the permanent one in %s,' % named):
+        converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+    assert host.files() == {} and host.writes() == []
+
+
+def test_the_same_direct_rules_and_ipsets_on_both_sides_are_no_reason_to_refuse(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    same = {('--direct', '--get-all-rules'): 'ipv4 filter INPUT 0 -s 198.51.100.98 -j DROP\n',
+            ('--get-ipsets',): 'banned\n', '--info-ipset=banned': IPSET_PERMANENT}
+    host.runtime_extra, host.permanent_extra = dict(same), dict(same)
+    assert converge(backend_for(host, tmp_path), RULES, 'present', True, False)['changed']
+    assert host.writes() == [['--check-config'], ['--reload']]
 
 
 def test_a_configuration_that_does_not_load_puts_our_files_back(tmp_path):
