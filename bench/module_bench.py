@@ -299,6 +299,10 @@ def main():
             print('  %-9s %8.2fs %15.2fs %9.2fs %13.2fs %15.2fs' % (
                 backend, part['ping'], part['ping_vars'], part['noop'], part['ping_process'], part['module_process']))
     print('')
+    if options.quick:
+        # Between 10 and 100 rules the per-rule cost is within the run-to-run noise: no verdict either way.
+        print('targets: not judged on a --quick run (sizes too small); run without --quick')
+        return 0
     print('targets:')
     for backend, part in sorted(parts.items()):
         added = part['noop'] - part['ping']
@@ -312,8 +316,14 @@ def main():
     if loops:
         usual = marginal(dict((figures['items'], figures['noop']) for figures in loops.values()), floor)
         for backend in options.backends:
-            ours = max(marginal(dict((size, figures['noop']) for (name, size), figures in results.items()
-                                     if name == backend), floor), 1e-6)
+            ours = marginal(dict((size, figures['noop']) for (name, size), figures in results.items()
+                                 if name == backend), floor)
+            if ours <= 0:
+                # Between small sizes the no-op cost per rule is below the run-to-run noise: no ratio to give.
+                print('  %-9s per rule, no-op re-run: below the noise at sizes %s (against %.1f ms the usual way); '
+                      'measure with larger --sizes' % (backend, ' '.join(str(size) for size in options.sizes),
+                                                       usual * 1000))
+                continue
             print('  %-9s per rule, no-op re-run: %.3f ms against %.1f ms the usual way: %.0f times cheaper '
                   '(target >= 100): %s' % (backend, ours * 1000, usual * 1000, usual / ours,
                                            'met' if usual / ours >= 100 else 'MISSED'))
