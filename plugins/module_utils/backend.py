@@ -73,6 +73,9 @@ class Backend(object):
         self.run_command = run_command
         self.get_bin_path = get_bin_path
         self.options = options
+        # What read() found of ours: kernel rules in group_kernel_rules' form, and what could not be parsed.
+        self.pieces, self.parse_problems = [], []
+        self.live_rules, self.grouping_problems = None, []
 
     def check(self, rules, state):
         """Raise BackendError for what this backend cannot do as asked; called before anything is read."""
@@ -85,10 +88,19 @@ class Backend(object):
     def current_rules(self):
         """Our rules found in the live state, in canonical form, sorted by name.
 
-        Reconstructed from the kernel's own representation, so that a rule of
-        ours edited by hand shows up as a difference.
+        Reconstructed from the kernel's own representation (``self.pieces``,
+        which read() fills, resetting ``self.live_rules`` to None), so that a
+        rule of ours edited by hand shows up as a difference.  Grouped on
+        demand: a no-op run, decided by in_place alone, never needs it.
         """
-        raise NotImplementedError
+        if self.live_rules is None:
+            self.live_rules, self.grouping_problems = group_kernel_rules(self.pieces)
+        return self.live_rules
+
+    def problems(self):
+        """Why our rules are not in a form we wrote (unparseable, incomplete or duplicated kernel rules)."""
+        self.current_rules()
+        return self.parse_problems + self.grouping_problems
 
     def in_place(self, rules):
         """True when our chains and jumps are exactly as ``rules`` needs them (jumps first in their base chains)."""

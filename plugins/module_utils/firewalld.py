@@ -49,7 +49,6 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     Backend,
     BackendError,
     KeyedValue,
-    group_kernel_rules,
     hold_host_lock,
     port_span_text,
     refuse_translations,
@@ -64,7 +63,6 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
     split_kernel_comment,
 )
 
-SECTION_ORDER = ('in', 'out', 'forward')
 POLICIES = {
     'in': ('lync-xmpp-in', 'ANY', 'HOST'),
     'out': ('lync-xmpp-out', 'HOST', 'ANY'),
@@ -193,18 +191,27 @@ def parse_listing(text):
     return objects
 
 
-def comparable_listing(text, skip):
-    """A listing with what legitimately differs between runtime and permanent taken out.
+def comparable_listing(text):
+    """A listing without our policies and without what legitimately differs between runtime and permanent.
 
     Interfaces are bound to zones at runtime (NetworkManager does it), and only runtime marks active objects.
     """
     objects = parse_listing(text)
     for name in list(objects):
-        if skip(name):
+        if OUR_POLICY.match(name):
             del objects[name]
         else:
             objects[name].pop('interfaces', None)
     return objects
+
+
+COMMENTED_RULE = re.compile(r'^\s*<!-- (.*) -->\n\s*<rule priority="(-?\d+)"', re.M)
+
+
+def names_in_policy_file(text):
+    """{rich rule priority: (our rule's name, its comment)} from the comment before each rule of our file."""
+    named = ((int(priority), split_kernel_comment(comment)) for comment, priority in COMMENTED_RULE.findall(text))
+    return dict((priority, name) for priority, name in named if name[0])
 
 
 class FirewalldBackend(Backend):
@@ -219,10 +226,7 @@ class FirewalldBackend(Backend):
         self._lock = lock
         self.firewall_cmd = None
         self.runtime, self.files = {}, {}
-        self.pieces, self.parse_problems = [], []
-        self.live_rules, self.grouping_problems = None, []
         self._plan = {}
-        self._wanted = None
 
     def _cmd(self, *args):
         if self.firewall_cmd is None:
@@ -260,7 +264,8 @@ class FirewalldBackend(Backend):
                 if OUR_POLICY.match(entry) and entry.endswith('.xml'):
                     with open(os.path.join(self.policy_dir, entry)) as handle:
                         self.files[entry[:-len('.xml')]] = handle.read()
-        names = self._names_from_files()
+        names = dict(((policy, priority), name) for policy, text in self.files.items()
+                     for priority, name in names_in_policy_file(text).items())
         self.pieces, self.parse_problems = [], []
         for policy, fields in sorted(self.runtime.items()):
             section = SECTION_OF_POLICY.get(policy)
@@ -270,7 +275,8 @@ class FirewalldBackend(Backend):
                     self.parse_problems.append('firewalld: policy %s holds a rich rule not in a form we write: %s'
                                                % (policy, text))
                     continue
-                name, comment = names.get((policy, rich.key()), ('unnamed-%s-%d' % (section, rich.priority), ''))
+                # Our file names the rule at each priority; a rule edited by hand keeps its name, one added gets none.
+                name, comment = names.get((policy, rich.priority), ('unnamed-%s-%d' % (section, rich.priority), ''))
                 self.pieces.append({
                     'name': name, 'comment': comment, 'direction': section, 'protocol': rich.protocol,
                     'action': rich.action, 'nat': None, 'nat_to': None,
@@ -279,54 +285,22 @@ class FirewalldBackend(Backend):
                     'destination': [rich.destination] if rich.destination else [], 'ports': [rich.ports]})
         self.live_rules, self.grouping_problems = None, []
 
-    def _names_from_files(self):
-        """(policy, rich rule key) -> (name, comment), from the comments our policy files carry."""
-        names = {}
-        comment = re.compile(r'^\s*<!-- (.*) -->\s*$')
-        for policy, text in self.files.items():
-            lines = text.splitlines()
-            for index, line in enumerate(lines[:-1]):
-                match = comment.match(line)
-                rule = re.match(r'^\s*<rule ', lines[index + 1])
-                if not match or not rule:
-                    continue
-                body = []
-                for following in lines[index + 1:]:
-                    body.append(following.strip())
-                    if following.strip() == '</rule>':
-                        break
-                rich = parse_rich_rule(xml_rule_to_listing(body))
-                name, text_comment = split_kernel_comment(match.group(1))
-                if rich is not None and name:
-                    names[(policy, rich.key())] = (name, text_comment)
-        return names
-
-    def current_rules(self):
-        if self.live_rules is None:
-            self.live_rules, self.grouping_problems = group_kernel_rules(self.pieces)
-        return self.live_rules
-
-    def problems(self):
-        self.current_rules()
-        return self.parse_problems + self.grouping_problems
-
-    def desired_policies(self, rules):
-        """{policy: file text} for the sections ``rules`` use."""
+    @staticmethod
+    def desired_rich_rules(rules):
+        """{policy: its rich rules} for the sections ``rules`` use (canonical rules: in the order of their names)."""
         by_section = {}
         for rule in rules:
             by_section.setdefault(rule['direction'], []).append(rule)
-        self._wanted = set(POLICIES[section][0] for section in by_section)
-        return dict((POLICIES[section][0], policy_xml(section, rich_rules(by_section[section])))
-                    for section in SECTION_ORDER if section in by_section)
+        return dict((POLICIES[section][0], rich_rules(by_section[section])) for section in by_section)
 
     def in_place(self, rules):
-        wanted = self.desired_policies(rules)
+        wanted = self.desired_rich_rules(rules)
         if set(wanted) != set(self.runtime) or set(wanted) != set(self.files) or self.parse_problems:
             return False
-        for policy, text in wanted.items():
-            if self.files[policy] != text:
-                return False
+        for policy, riches in wanted.items():
             section = SECTION_OF_POLICY[policy]
+            if self.files[policy] != policy_xml(section, riches):
+                return False
             fields = self.runtime[policy]
             _name, ingress, egress = POLICIES[section]
             if (fields.get('priority'), fields.get('target'), fields.get('ingress-zones'), fields.get('egress-zones'),
@@ -334,9 +308,7 @@ class FirewalldBackend(Backend):
                 return False
             if any(fields.get(field) for field in EMPTY_FIELDS):
                 return False
-            live = set(parse_rich_rule(text) for text in fields['rich rules'])
-            # ``rules`` are canonical, so in the order of their names, as the priorities were given.
-            if live != set(rich_rules([rule for rule in rules if rule['direction'] == section])):
+            if set(parse_rich_rule(text) for text in fields['rich rules']) != set(riches):
                 return False
         return True
 
@@ -354,15 +326,15 @@ class FirewalldBackend(Backend):
         return '\n'.join(lines) + '\n'
 
     def render_present(self, rules):
-        wanted = self.desired_policies(rules)
-        self._plan = dict((self.policy_path(policy), text) for policy, text in wanted.items())
+        wanted = self.desired_rich_rules(rules)
+        self._plan = dict((self.policy_path(policy), policy_xml(SECTION_OF_POLICY[policy], riches))
+                          for policy, riches in wanted.items())
         for policy in set(self.files) | set(self.runtime):
             if policy not in wanted:
                 self._plan[self.policy_path(policy)] = None
         return self._describe(self._plan)
 
     def render_absent(self):
-        self._wanted = set()
         self._plan = dict((self.policy_path(policy), None) for policy in set(self.files) | set(self.runtime))
         return self._describe(self._plan)
 
@@ -378,8 +350,7 @@ class FirewalldBackend(Backend):
         differs from the permanent configuration."""
         changed = []
         for kind, label in (('zones', 'zone'), ('policies', 'policy')):
-            runtime, permanent = [comparable_listing(self._listing(*(prefix + ('--list-all-%s' % kind,))),
-                                                     lambda name: bool(OUR_POLICY.match(name)))
+            runtime, permanent = [comparable_listing(self._listing(*(prefix + ('--list-all-%s' % kind,))))
                                   for prefix in ((), ('--permanent',))]
             changed += ['%s %s' % (label, name) for name in sorted(set(runtime) | set(permanent))
                         if runtime.get(name) != permanent.get(name)]
@@ -437,9 +408,10 @@ class FirewalldBackend(Backend):
         return False
 
     def persistence_files(self):
-        """Our policy files as the run leaves them."""
-        policies = self._wanted if self._wanted is not None else set(self.files)
-        return sorted(self.policy_path(policy) for policy in policies)
+        """Our policy files as the run leaves them: as planned when something is written, else as read."""
+        if self._plan:
+            return sorted(path for path, text in self._plan.items() if text is not None)
+        return sorted(self.policy_path(policy) for policy in self.files)
 
 
 def policy_xml(section, rules):
@@ -457,28 +429,3 @@ def policy_xml(section, rules):
         lines += rich.xml()
     lines.append('</policy>')
     return '\n'.join(lines) + '\n'
-
-
-def xml_rule_to_listing(body):
-    """The lines of one <rule> element we wrote -> the rich rule text firewall-cmd would list for it."""
-    words = ['rule']
-    for line in body:
-        match = re.match(r'^<rule(?: priority="(-?\d+)")?(?: family="(ipv[46])")?>$', line)
-        if match:
-            if match.group(1):
-                words.append('priority="%s"' % match.group(1))
-            if match.group(2):
-                words.append('family="%s"' % match.group(2))
-            continue
-        match = re.match(r'^<(source|destination) address="([^"]+)"/>$', line)
-        if match:
-            words.append('%s address="%s"' % match.groups())
-            continue
-        match = re.match(r'^<port port="([^"]+)" protocol="([^"]+)"/>$', line)
-        if match:
-            words.append('port port="%s" protocol="%s"' % match.groups())
-            continue
-        match = re.match(r'^<(accept|drop|reject)/>$', line)
-        if match:
-            words.append(match.group(1))
-    return ' '.join(words)

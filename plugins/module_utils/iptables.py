@@ -35,7 +35,6 @@ from collections import namedtuple
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
     Backend,
     BackendError,
-    group_kernel_rules,
     hold_host_lock,
     port_span_text,
     remove_file,
@@ -494,8 +493,6 @@ class IptablesBackend(Backend):
         self.states = {}         # family -> FamilyState
         self.unavailable = {}    # family -> why it could not be read
         self.tools = {}          # family -> (save, restore)
-        self.pieces_problems = []
-        self.live_rules = []
         self._lock = None
 
     # -- tools ------------------------------------------------------------------
@@ -539,23 +536,11 @@ class IptablesBackend(Backend):
                 self.unavailable[family] = '%s failed (%d): %s' % (self.tools[family][0], rc, (err or out).strip())
                 continue
             self.states[family] = FamilyState(family, out)
-        self.live_rules, self.pieces_problems = None, []
-
-    def current_rules(self):
-        if self.live_rules is None:
-            # Grouped on demand: a no-op run, decided by in_place alone, never needs it.
-            self.live_rules, self.pieces_problems = group_kernel_rules(
-                [piece for state in self.states.values() for piece in state.pieces])
-        return self.live_rules
-
-    def problems(self):
-        """Why our chains are not in a form we wrote (unparseable or incomplete rules)."""
-        self.current_rules()
-        return self.parse_problems() + self.pieces_problems
-
-    def parse_problems(self):
-        """Rules in our chains that are not in a form we write (the kernel rules compared one by one catch the rest)."""
-        return [problem for state in self.states.values() for problem in state.problems]
+        # Both families' rules of ours, for the shared grouping (Backend.current_rules), and those in our chains
+        # that are not in a form we write (the kernel rules compared one by one catch the rest).
+        self.pieces = [piece for state in self.states.values() for piece in state.pieces]
+        self.parse_problems = [problem for state in self.states.values() for problem in state.problems]
+        self.live_rules, self.grouping_problems = None, []
 
     def base_chain(self, section, family):
         """The chain our jump for ``section`` goes into, in ``family``'s table."""
@@ -604,7 +589,7 @@ class IptablesBackend(Backend):
         return True
 
     def in_place(self, rules):
-        if self.parse_problems():
+        if self.parse_problems:
             return False
         for family in FAMILIES:
             wanted = desired_chains(rules, family)

@@ -41,7 +41,6 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     Backend,
     BackendError,
     KeyedValue,
-    group_kernel_rules,
     hold_host_lock,
     port_span_text,
     remove_file,
@@ -414,8 +413,7 @@ class NftablesBackend(Backend):
         self.ruleset = None
         self._preloaded = ruleset_text
         self._lock = lock
-        self.live_chains, self.pieces, self.parse_problems = {}, [], []
-        self.live_rules, self.grouping_problems = None, []
+        self.live_chains = {}
         self._layouts = {}
 
     # -- reading ----------------------------------------------------------------
@@ -452,16 +450,6 @@ class NftablesBackend(Backend):
                 else:
                     self.pieces.append(piece)
         self.live_rules, self.grouping_problems = None, []
-
-    def current_rules(self):
-        if self.live_rules is None:
-            # Grouped on demand: a no-op run, decided by in_place alone, never needs it.
-            self.live_rules, self.grouping_problems = group_kernel_rules(self.pieces)
-        return self.live_rules
-
-    def problems(self):
-        self.current_rules()
-        return self.parse_problems + self.grouping_problems
 
     # -- placement ----------------------------------------------------------------
     def _option_table(self):
