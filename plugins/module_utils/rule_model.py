@@ -51,6 +51,11 @@ NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 KERNEL_COMMENT_MAX = 128
 COMMENT_FORBIDDEN = re.compile(r'["\\\x00-\x1f\x7f]')
 KERNEL_COMMENT_SEPARATOR = ': '
+# Our mark. Every object the collection creates carries it, and only what carries it is ours: nftables tables
+# and chains in their comments, jump rules (nftables and iptables) as their whole comment, our policy files in
+# their description. Each kernel rule of ours starts its comment with RULE_MARK, then the rule's name.
+OUR_MARK = 'lync-xmpp-federation'
+RULE_MARK = 'lync-xmpp:'
 
 
 class RuleError(ValueError):
@@ -171,15 +176,17 @@ def port_spans(ports):
 
 
 def kernel_comment(rule):
-    """The text a backend stores on each kernel rule; ``split_kernel_comment`` reverses it."""
+    """The text a backend stores on each kernel rule: our mark, the name, the comment; see split_kernel_comment."""
     if rule['comment']:
-        return rule['name'] + KERNEL_COMMENT_SEPARATOR + rule['comment']
-    return rule['name']
+        return RULE_MARK + rule['name'] + KERNEL_COMMENT_SEPARATOR + rule['comment']
+    return RULE_MARK + rule['name']
 
 
 def split_kernel_comment(text):
-    """-> (name, comment); (None, '') when the text is not one of ours."""
-    name, separator, comment = text.partition(KERNEL_COMMENT_SEPARATOR)
+    """-> (name, comment); (None, '') when the text does not carry our rule mark and a valid name."""
+    if not isinstance(text, str) or not text.startswith(RULE_MARK):
+        return None, ''
+    name, separator, comment = text[len(RULE_MARK):].partition(KERNEL_COMMENT_SEPARATOR)
     if not NAME_PATTERN.match(name):
         return None, ''
     return name, comment if separator else ''

@@ -288,10 +288,13 @@ def test_nat_to_without_nat():
 def test_kernel_comment_round_trip():
     rule = normalize_rule(canonical(comment='XMPP federation row 1: partners'))
     text = kernel_comment(rule)
-    assert text == 'xmpp-s2s-inbound-ipv4: XMPP federation row 1: partners'
+    assert text == 'lync-xmpp:xmpp-s2s-inbound-ipv4: XMPP federation row 1: partners'
     assert split_kernel_comment(text) == ('xmpp-s2s-inbound-ipv4', 'XMPP federation row 1: partners')
-    assert split_kernel_comment('xmpp-s2s-inbound-ipv4') == ('xmpp-s2s-inbound-ipv4', '')
+    assert split_kernel_comment('lync-xmpp:xmpp-s2s-inbound-ipv4') == ('xmpp-s2s-inbound-ipv4', '')
+    # Without our mark a comment is not ours, however much it looks like a rule name.
+    assert split_kernel_comment('xmpp-s2s-inbound-ipv4') == (None, '')
     assert split_kernel_comment('allow ssh from admins') == (None, '')
+    assert split_kernel_comment('lync-xmpp:') == (None, '')
 
 
 def test_families_and_sections():
