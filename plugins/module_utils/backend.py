@@ -24,14 +24,36 @@ from collections import Counter
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     RuleError,
+    kernel_comment,
     normalize_rule,
     normalize_rules,
     rule_family,
 )
 
 
+# Shared by every backend.
+SECTION_ORDER = ('in', 'out', 'forward', 'dnat', 'snat')
+FAMILY_LABEL = {4: 'IPv4', 6: 'IPv6'}
+# One lock per host for every backend: our read-compare-write must not interleave with another run's, whichever
+# backend either of them uses.
+HOST_LOCK_PATH = '/run/lync-xmpp-federation.lock'
+HOST_LOCK_SECONDS = 120
+
+
 class BackendError(Exception):
-    """A failure the user must see (detection, validation, apply); the message says what and why."""
+    """A failure the user must see (detection, validation, reading, applying); the message says what and why."""
+
+
+class OwnershipError(BackendError):
+    """Objects with our names that are not ours by mark stand where the run would have to change them."""
+
+
+class PersistenceError(BackendError):
+    """Persisting failed; ``applied`` says whether the live ruleset had already been changed by this run."""
+
+    def __init__(self, message, applied):
+        super(PersistenceError, self).__init__(message)
+        self.applied = applied
 
 
 class KeyedValue(object):
@@ -59,31 +81,94 @@ class KeyedValue(object):
         return '%s%r' % (type(self).__name__, self.key())
 
 
+class Transaction(object):
+    """What one run writes, as ``plan`` builds it and ``apply`` commits it: no plan state hides in the backend.
+
+    ``steps`` are (label, text, payload): ``text`` is what the user sees in the result's ``script``, ``payload``
+    whatever the backend's apply needs for that step (for example the restore input of one address family).
+    """
+
+    def __init__(self, steps=None):
+        self.steps = list(steps or [])
+
+    def add(self, label, text, payload=None):
+        self.steps.append((label, text, payload))
+
+    def __bool__(self):
+        return bool(self.steps)
+
+    __nonzero__ = __bool__
+
+    def text(self):
+        return ''.join(text if text.endswith('\n') else text + '\n' for _label, text, _payload in self.steps)
+
+
 class Backend(object):
-    """One firewall backend.
+    """One firewall backend: small hooks that ``converge`` drives.
 
     ``run_command`` is ``AnsibleModule.run_command`` and ``get_bin_path`` is
     ``AnsibleModule.get_bin_path`` (or recording doubles in unit tests);
-    ``options`` is the module's parameters.
+    ``options`` is the module's parameters; ``lock`` a host lock already held
+    (detection takes it before its own read).
     """
 
     name = None
+    # The most bytes a kernel rule's comment may take in this backend (name and comment, see kernel_comment).
+    comment_limit = None
+    lock_path = HOST_LOCK_PATH
 
-    def __init__(self, run_command, get_bin_path, options):
+    def __init__(self, run_command, get_bin_path, options, lock=None):
         self.run_command = run_command
         self.get_bin_path = get_bin_path
         self.options = options
+        self._lock = lock
         # What read() found of ours: kernel rules in group_kernel_rules' form, and what could not be parsed.
         self.pieces, self.parse_problems = [], []
         self.live_rules, self.grouping_problems = None, []
+        # Objects with our names that are not ours, left alone (see foreign_objects for those in the way).
+        self.notices = []
 
+    # -- hooks --------------------------------------------------------------------
     def check(self, rules, state):
         """Raise BackendError for what this backend cannot do as asked; called before anything is read."""
 
-    # -- reading (exactly one read of the live state per run) ---------------
     def read(self):
-        """Read the live state once and keep it; later calls work from that copy."""
+        """Read the live state once (the host lock is held); raise BackendError naming the tool when it cannot."""
         raise NotImplementedError
+
+    def foreign_objects(self, rules):
+        """Descriptions of the objects with our names, not ours by mark, that ``rules`` (or removing ours) would
+        have to change: each names its table, chain and the foreign rule.  Empty when the run may go on."""
+        raise NotImplementedError
+
+    def in_place(self, rules):
+        """True when our objects are exactly as ``rules`` needs them (jumps first in their base chains)."""
+        raise NotImplementedError
+
+    def present_anywhere(self):
+        """True when anything of ours (by mark) is in the live state."""
+        raise NotImplementedError
+
+    def plan(self, rules):
+        """The Transaction that makes the live state hold exactly ``rules`` in our objects ([]: nothing of ours)."""
+        raise NotImplementedError
+
+    def apply(self, transaction):
+        """Validate the whole transaction, then apply it; raise BackendError on failure, saying what is in force."""
+        raise NotImplementedError
+
+    def persist(self, rules, check_mode):
+        """Make ``rules`` (None: nothing of ours) survive a reboot; return True if a file changed."""
+        raise NotImplementedError
+
+    def persistence_files(self, rules):
+        """The files ``persist`` owns or edits for ``rules``, for the module's return value."""
+        return []
+
+    # -- shared -------------------------------------------------------------------
+    def hold_lock(self):
+        if self._lock is None and self.lock_path:
+            self._lock = hold_host_lock(self.lock_path)
 
     def current_rules(self):
         """Our rules found in the live state, in canonical form, sorted by name.
@@ -102,75 +187,81 @@ class Backend(object):
         self.current_rules()
         return self.parse_problems + self.grouping_problems
 
-    def in_place(self, rules):
-        """True when our chains and jumps are exactly as ``rules`` needs them (jumps first in their base chains)."""
-        raise NotImplementedError
-
-    def present_anywhere(self):
-        """True when anything of ours (chain, jump, table) is in the live state."""
-        raise NotImplementedError
-
-    # -- writing (one transaction) ------------------------------------------
-    def render_present(self, rules):
-        """The transaction text that makes the live state hold exactly ``rules`` in our chains."""
-        raise NotImplementedError
-
-    def render_absent(self):
-        """The transaction text that removes our chains and jumps, nothing else."""
-        raise NotImplementedError
-
-    def apply(self, script):
-        """Validate the whole transaction, then apply it in one step; raise BackendError on failure."""
-        raise NotImplementedError
-
-    # -- persistence ----------------------------------------------------------
-    def persist(self, rules, check_mode):
-        """Make ``rules`` (None: nothing of ours) survive a reboot; return True if a file changed."""
-        raise NotImplementedError
-
-    def persistence_files(self):
-        """The files ``persist`` owns or edits, for the module's return value."""
-        return []
+    def check_comment_limit(self, rules):
+        """Refuse, before anything is read, a rule whose kernel comment would not fit this backend in bytes."""
+        if self.comment_limit:
+            for rule in rules:
+                check_kernel_comment(rule, self.comment_limit, self.name)
 
 
 def converge(backend, rules, state, persist, check_mode, canonical=False):
-    """The one flow: read once, compare, write only when different.
+    """The one flow: check, lock, read once, sort ours from foreign, compare, plan, apply, persist.
 
     ``canonical``: ``rules`` already went through ``normalize_rules`` (the
     module validates them before it looks at the host).  Returns a dict for
-    the module result (without diff rendering).
+    the module result (without diff rendering).  Every failure raises
+    BackendError (OwnershipError, PersistenceError): a run never reports ok
+    about a host it could not read or change.
     """
     if state != 'present':
         desired = []
     else:
         desired = list(rules) if canonical else normalize_rules(rules)
     backend.check(desired, state)
+    backend.check_comment_limit(desired)
+    backend.hold_lock()
     backend.read()
+    foreign = backend.foreign_objects(desired)
+    if foreign:
+        raise OwnershipError('%s: refusing to run, nothing was changed: %s' % (backend.name, '; '.join(foreign)))
     if state == 'present':
         # in_place compares the kernel's own rules with what rendering ``desired`` gives, chain by chain: when
         # it holds, the live rules read back are ``desired`` by construction, and the costlier grouping of
         # kernel rules back into model rules is skipped (a no-op run is the common case).
         write = not backend.in_place(desired)
         before = backend.current_rules() if write else desired
-        script = backend.render_present(desired) if write else ''
     else:
         before = backend.current_rules()
         write = backend.present_anywhere()
-        script = backend.render_absent() if write else ''
+    transaction = backend.plan(desired) if write else Transaction()
+    applied = False
     if write and not check_mode:
-        backend.apply(script)
+        backend.apply(transaction)
+        applied = True
     persisted = False
     if persist:
-        persisted = backend.persist(desired if state == 'present' else None, check_mode)
+        try:
+            persisted = backend.persist(desired if state == 'present' else None, check_mode)
+        except BackendError as error:
+            if applied:
+                raise PersistenceError('%s: the new rules are in force now, but will not survive a reboot or a '
+                                       'reload of the firewall: persisting them failed: %s' % (backend.name, error),
+                                       applied=True)
+            raise PersistenceError('%s: the live rules are as wanted and were not changed, but persisting them '
+                                   'failed: %s' % (backend.name, error), applied=False)
+    warnings = list(backend.notices)
+    if write:
+        warnings += ['%s (rewritten by this run)' % problem for problem in backend.problems()]
     return {
         'changed': bool(write or persisted),
         'backend': backend.name,
         'rules': desired,
         'before': before,
-        'script': script,
+        'script': transaction.text(),
         'persisted': persisted,
-        'persistence_files': backend.persistence_files() if persist else [],
+        'persistence_files': backend.persistence_files(desired) if persist else [],
+        'warnings': warnings,
     }
+
+
+def check_kernel_comment(rule, limit, backend):
+    """Raise RuleError when ``rule``'s kernel comment takes more than ``limit`` UTF-8 bytes (the kernels count
+    bytes: a longer comment would be cut mid-character, and every later run would see a difference)."""
+    text = kernel_comment(rule)
+    size = len(text.encode('utf-8'))
+    if size > limit:
+        raise RuleError("rule '%s': field 'comment': %r makes the kernel comment %r %d bytes long in UTF-8; %s "
+                        "stores at most %d" % (rule['name'], rule['comment'], text, size, backend, limit))
 
 
 def refuse_translations(rules, backend, why):
@@ -196,20 +287,23 @@ def write_file_atomic(path, content, check_mode, mode=0o600):
     if check_mode:
         return True
     directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    if os.path.exists(path):
-        mode = os.stat(path).st_mode & 0o7777
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix='.lync-xmpp-')
+    temporary = None
     try:
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        if os.path.exists(path):
+            mode = os.stat(path).st_mode & 0o7777
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix='.lync-xmpp-')
         with os.fdopen(handle, 'w') as output:
             output.write(content)
         os.chmod(temporary, mode)
         os.rename(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
+    except (IOError, OSError) as error:
+        # The user's file is named, not our temporary one: the write never reached it.
+        raise BackendError('cannot write %s: %s' % (path, error.strerror or error))
+    finally:
+        if temporary and os.path.exists(temporary):
             os.unlink(temporary)
-        raise
     return True
 
 
@@ -218,8 +312,22 @@ def remove_file(path, check_mode):
     if not os.path.exists(path):
         return False
     if not check_mode:
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except (IOError, OSError) as error:
+            raise BackendError('cannot remove %s: %s' % (path, error.strerror or error))
     return True
+
+
+def read_file_or_none(path):
+    """A file's text; None when it does not exist; BackendError when it exists but cannot be read."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError) as error:
+        if not os.path.exists(path):
+            return None
+        raise BackendError('cannot read %s: %s' % (path, error.strerror or error))
 
 
 # -- helpers shared by the kernel backends (iptables, nftables) ---------------
@@ -293,7 +401,7 @@ def group_kernel_rules(pieces):
     return rules, problems
 
 
-def hold_host_lock(path, timeout=120.0):
+def hold_host_lock(path, timeout=HOST_LOCK_SECONDS):
     """Take an exclusive lock on ``path`` and keep it until the process ends; return the open file.
 
     The firewall's own locking (nft transactions, the xtables lock) makes each

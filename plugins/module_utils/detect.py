@@ -30,8 +30,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+from collections import OrderedDict
 
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, hold_host_lock
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    HOST_LOCK_PATH,
+    BackendError,
+    hold_host_lock,
+)
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import FirewalldBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.ufw import UfwBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
@@ -40,6 +45,15 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables impo
     NftablesBackend,
     Ruleset,
 )
+
+# The one registry of backends: the module's choices (with 'auto'), detection and the docs' list all come from it.
+BACKENDS = OrderedDict([
+    ('nftables', NftablesBackend),
+    ('iptables', IptablesBackend),
+    ('firewalld', FirewalldBackend),
+    ('ufw', UfwBackend),
+])
+BACKEND_CHOICES = ('auto',) + tuple(BACKENDS)
 
 IPTABLES_TABLES = ('filter', 'nat', 'mangle', 'raw', 'security')
 IPTABLES_BUILTIN_CHAINS = ('INPUT', 'FORWARD', 'OUTPUT', 'PREROUTING', 'POSTROUTING')
@@ -80,9 +94,19 @@ def legacy_tables_present(paths):
     return any(_read(path).strip() for path in paths['legacy_tables'])
 
 
+def network_namespace(proc, pid):
+    """The network namespace of process ``pid`` ('net:[4026531840]'), or None when it cannot be read."""
+    try:
+        return os.readlink(os.path.join(proc, pid, 'ns', 'net'))
+    except OSError:
+        return None
+
+
 def firewalld_running(paths):
-    """True when a firewalld process runs (its tables may be in another backend than ours)."""
+    """True when a firewalld process runs in this network namespace (its tables may be in another backend than
+    ours).  A firewalld in another namespace, a container's, manages that namespace's firewall, not this one."""
     proc = paths['proc']
+    ours = network_namespace(proc, 'self')
     try:
         entries = os.listdir(proc)
     except OSError:
@@ -92,7 +116,8 @@ def firewalld_running(paths):
             continue
         command = _read(os.path.join(proc, entry, 'cmdline')).split('\0')
         if any(os.path.basename(word) == 'firewalld' for word in command[:2]):
-            return True
+            if ours is None or network_namespace(proc, entry) == ours:
+                return True
     return False
 
 
@@ -138,20 +163,28 @@ def iptables_variant(run_command, get_bin_path, ruleset, paths):
 
 
 def select_backend(run_command, get_bin_path, options, paths=None):
-    """The backend for this host, per ``options['backend']`` (auto, nftables, iptables)."""
+    """The backend for this host, per ``options['backend']`` (see BACKEND_CHOICES).
+
+    The host lock is taken before the first read and handed to the backend, which keeps it to the end of the run.
+    """
     paths = paths or PATHS
     choice = options.get('backend') or 'auto'
+    if choice not in BACKEND_CHOICES:
+        raise BackendError('backend: %r is not one of %s' % (choice, ', '.join(BACKEND_CHOICES)))
     nft = get_bin_path('nft')
-    ruleset, ruleset_text, lock = None, None, None
+    lock = hold_host_lock(HOST_LOCK_PATH) if HOST_LOCK_PATH else None
+    ruleset, ruleset_text = None, None
     if nft:
-        lock = hold_host_lock(NftablesBackend.lock_path) if NftablesBackend.lock_path else None
         rc, ruleset_text, err = run_command([nft, '-j', 'list', 'ruleset'])
         if rc == 0:
             ruleset = Ruleset.from_text(ruleset_text)
-        elif choice == 'nftables':
-            raise BackendError('nftables: nft -j list ruleset failed (%d): %s' % (rc, (err or ruleset_text).strip()))
-        else:
+        elif choice == 'iptables':
+            # Only detection would have used it (which variant, whether ufw or firewalld run the host); the
+            # iptables backend reads its own format, and fails itself if it cannot.
             ruleset_text = None
+        else:
+            raise BackendError('nft -j list ruleset failed (%d): %s; cannot tell what runs this host\'s firewall, '
+                               'nothing was changed' % (rc, (err or ruleset_text).strip() or 'no message'))
     elif choice == 'nftables':
         raise BackendError('nftables: the nft command was not found on this host (install the nftables package)')
     ufw = ufw_manages(ruleset, paths)
@@ -160,7 +193,7 @@ def select_backend(run_command, get_bin_path, options, paths=None):
             raise BackendError('this host\'s firewall is managed by ufw (%s): rules written to %s beside ufw would '
                                'lose their place at its next reload; use backend ufw (or auto)' % (ufw, choice))
         variant = iptables_variant(run_command, get_bin_path, ruleset, paths)
-        return UfwBackend(run_command, get_bin_path, options, variant)
+        return BACKENDS['ufw'](run_command, get_bin_path, options, variant, lock=lock)
     if choice == 'ufw':
         raise BackendError('ufw: ufw does not run this host\'s firewall (no ufw chains, ENABLED=no); use backend '
                            'auto to write to what the host uses')
@@ -170,10 +203,10 @@ def select_backend(run_command, get_bin_path, options, paths=None):
             raise BackendError('this host\'s firewall is managed by firewalld (%s): rules written to %s beside '
                                'firewalld would be lost at its next reload; use backend firewalld (or auto)'
                                % (firewalld, choice))
-        return FirewalldBackend(run_command, get_bin_path, options, lock=lock)
+        return BACKENDS['firewalld'](run_command, get_bin_path, options, lock=lock)
     if choice == 'firewalld':
-        raise BackendError('firewalld: firewalld does not run this host\'s firewall (no firewalld process, no '
-                           'firewalld table); use backend auto to write to what the host uses')
+        raise BackendError('firewalld: firewalld does not run this host\'s firewall (no firewalld process in this '
+                           'network namespace, no firewalld table); use backend auto to write to what the host uses')
 
     if choice == 'auto':
         if ruleset is not None and native_tables(ruleset):
@@ -189,6 +222,6 @@ def select_backend(run_command, get_bin_path, options, paths=None):
         else:
             raise BackendError('no firewall tooling found on this host: neither nft nor iptables')
     if choice == 'nftables':
-        return NftablesBackend(run_command, get_bin_path, options, ruleset_text=ruleset_text, lock=lock)
-    return IptablesBackend(run_command, get_bin_path, options, iptables_variant(run_command, get_bin_path, ruleset,
-                                                                                paths))
+        return BACKENDS['nftables'](run_command, get_bin_path, options, ruleset_text=ruleset_text, lock=lock)
+    return BACKENDS['iptables'](run_command, get_bin_path, options,
+                                iptables_variant(run_command, get_bin_path, ruleset, paths), lock=lock)

@@ -49,12 +49,15 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     Backend,
     BackendError,
     KeyedValue,
-    hold_host_lock,
+    Transaction,
     port_span_text,
+    read_file_or_none,
     refuse_translations,
+    remove_file,
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    OUR_MARK,
     RuleError,
     kernel_comment,
     normalize_network,
@@ -77,7 +80,10 @@ POLICY_TARGET = 'CONTINUE'
 FIRST_PRIORITY = -32768
 MAX_RICH_RULES = 65535
 DEFAULT_POLICY_DIR = '/etc/firewalld/policies'
-DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.firewalld.lock'
+# Our mark in a policy file of ours: its description ends with it. firewall-cmd's listing does not show
+# descriptions, so a policy is ours only when firewalld's file for it, in our directory, carries the mark.
+POLICY_DESCRIPTION = 'XMPP federation rules (%s), managed by lync.xmpp_federation [' + OUR_MARK + ']'
+MARKED_DESCRIPTION = re.compile(r'<description>[^<]*\[' + re.escape(OUR_MARK) + r'\]</description>')
 # Policy fields firewall-cmd lists; ours hold nothing but rich rules.
 EMPTY_FIELDS = ('services', 'ports', 'protocols', 'forward-ports', 'source-ports', 'icmp-blocks')
 # A rich rule as firewall-cmd lists it: words, some with a quoted value. Every character must belong to one, so
@@ -218,15 +224,15 @@ class FirewalldBackend(Backend):
     """firewalld through ``firewall-cmd`` and policy files of ours in its permanent configuration."""
 
     name = 'firewalld'
-    lock_path = DEFAULT_LOCK_PATH
+    # Our rule's name and comment live in an XML comment of our file: no kernel limit, but the same as iptables',
+    # so that a list valid here is valid on the kernel backends too.
+    comment_limit = 255
     policy_dir = DEFAULT_POLICY_DIR
 
     def __init__(self, run_command, get_bin_path, options, lock=None):
-        super(FirewalldBackend, self).__init__(run_command, get_bin_path, options)
-        self._lock = lock
+        super(FirewalldBackend, self).__init__(run_command, get_bin_path, options, lock=lock)
         self.firewall_cmd = None
-        self.runtime, self.files = {}, {}
-        self._plan = {}
+        self.runtime, self.files, self.foreign = {}, {}, {}
 
     def _cmd(self, *args):
         if self.firewall_cmd is None:
@@ -251,19 +257,32 @@ class FirewalldBackend(Backend):
 
     # -- reading (once) ---------------------------------------------------------------
     def read(self):
-        if self._lock is None and self.lock_path:
-            self._lock = hold_host_lock(self.lock_path)
         rc, out, err = self._cmd('--list-all-policies')
         if rc != 0:
             raise BackendError('firewalld: firewall-cmd --list-all-policies failed (%d): %s; firewalld must be '
-                               'running, in version 0.9 or later (policy objects)' % (rc, (err or out).strip()))
-        self.runtime = dict((name, fields) for name, fields in parse_listing(out).items() if OUR_POLICY.match(name))
-        self.files = {}
-        if os.path.isdir(self.policy_dir):
-            for entry in sorted(os.listdir(self.policy_dir)):
-                if OUR_POLICY.match(entry) and entry.endswith('.xml'):
-                    with open(os.path.join(self.policy_dir, entry)) as handle:
-                        self.files[entry[:-len('.xml')]] = handle.read()
+                               'running, in version 0.9 or later (policy objects); nothing was changed'
+                               % (rc, (err or out).strip()))
+        runtime = dict((name, fields) for name, fields in parse_listing(out).items() if OUR_POLICY.match(name))
+        files = {}
+        try:
+            entries = sorted(os.listdir(self.policy_dir)) if os.path.isdir(self.policy_dir) else []
+        except OSError as error:
+            raise BackendError('firewalld: cannot list %s: %s; nothing was changed' % (self.policy_dir, error))
+        for entry in entries:
+            if OUR_POLICY.match(entry) and entry.endswith('.xml'):
+                files[entry[:-len('.xml')]] = read_file_or_none(os.path.join(self.policy_dir, entry))
+        # Ours: a policy whose file in our directory carries our mark. A policy named like ours whose file lacks
+        # it, or that firewalld has from elsewhere (its own /usr/lib/firewalld), is someone else's.
+        self.files = dict((policy, text) for policy, text in files.items()
+                          if text is not None and MARKED_DESCRIPTION.search(text))
+        self.foreign = {}
+        for policy in sorted(set(files) | set(runtime)):
+            if policy in self.files:
+                continue
+            where = (self.policy_path(policy) + ' lacks our mark' if policy in files else
+                     'it is not defined by a file of ours in %s' % self.policy_dir)
+            self.foreign[policy] = 'firewalld policy %s is named like ours but is not ours (%s)' % (policy, where)
+        self.runtime = dict((policy, fields) for policy, fields in runtime.items() if policy in self.files)
         names = dict(((policy, priority), name) for policy, text in self.files.items()
                      for priority, name in names_in_policy_file(text).items())
         self.pieces, self.parse_problems = [], []
@@ -284,6 +303,16 @@ class FirewalldBackend(Backend):
                     'source': [rich.source] if rich.source else [],
                     'destination': [rich.destination] if rich.destination else [], 'ports': [rich.ports]})
         self.live_rules, self.grouping_problems = None, []
+
+    def foreign_objects(self, rules):
+        wanted = self.desired_rich_rules(rules)
+        in_the_way = []
+        for policy, description in sorted(self.foreign.items()):
+            if policy in wanted:
+                in_the_way.append('%s, and the rules need that policy (rename or remove it)' % description)
+            else:
+                self.notices.append('firewalld: left alone: %s' % description)
+        return in_the_way
 
     @staticmethod
     def desired_rich_rules(rules):
@@ -316,27 +345,25 @@ class FirewalldBackend(Backend):
         return bool(self.runtime or self.files)
 
     # -- writing (one reload) ------------------------------------------------------
-    def _describe(self, plan):
+    def file_plan(self, rules):
+        """{path: text, or None to remove}: our policy files as ``rules`` need them; only ours are named."""
+        wanted = self.desired_rich_rules(rules)
+        plan = dict((self.policy_path(policy), policy_xml(SECTION_OF_POLICY[policy], riches))
+                    for policy, riches in wanted.items())
+        for policy in set(self.files) | set(self.runtime):
+            if policy not in wanted:
+                plan[self.policy_path(policy)] = None
+        return plan
+
+    def plan(self, rules):
+        files = self.file_plan(rules)
         lines = ['# lync-xmpp-federation: firewalld policy files, then firewall-cmd --check-config and --reload']
-        for path, text in sorted(plan.items()):
+        for path, text in sorted(files.items()):
             if text is None:
                 lines.append('# remove %s' % path)
             else:
                 lines += ['# write %s' % path, text.rstrip('\n')]
-        return '\n'.join(lines) + '\n'
-
-    def render_present(self, rules):
-        wanted = self.desired_rich_rules(rules)
-        self._plan = dict((self.policy_path(policy), policy_xml(SECTION_OF_POLICY[policy], riches))
-                          for policy, riches in wanted.items())
-        for policy in set(self.files) | set(self.runtime):
-            if policy not in wanted:
-                self._plan[self.policy_path(policy)] = None
-        return self._describe(self._plan)
-
-    def render_absent(self):
-        self._plan = dict((self.policy_path(policy), None) for policy in set(self.files) | set(self.runtime))
-        return self._describe(self._plan)
+        return Transaction([('policy files and one reload', '\n'.join(lines) + '\n', files)])
 
     def _listing(self, *args):
         rc, out, err = self._cmd(*args)
@@ -367,21 +394,24 @@ class FirewalldBackend(Backend):
                 changed.append('ipset %s' % name)
         return changed
 
-    def apply(self, script):
+    def apply(self, transaction):
         changed = self._runtime_only_changes()
         if changed:
             raise BackendError('firewalld: the runtime configuration differs from the permanent one in %s, and the '
                                'reload that applies our policies would discard that. Make those changes permanent '
                                '(firewall-cmd --runtime-to-permanent) or drop them (firewall-cmd --reload) first; '
                                'nothing was changed' % ', '.join(changed))
-        previous = {}
-        for path in self._plan:
-            try:
-                with open(path) as handle:
-                    previous[path] = handle.read()
-            except (IOError, OSError):
-                previous[path] = None
-        self._write(self._plan)
+        for _label, _text, files in transaction.steps:
+            self._apply_files(files)
+
+    def _apply_files(self, files):
+        previous = dict((path, read_file_or_none(path)) for path in files)
+        try:
+            self._write(files)
+        except BackendError as error:
+            self._write(previous)
+            raise BackendError('firewalld: %s; our policy files are as they were and firewalld was not reloaded'
+                               % error)
         rc, out, err = self._cmd('--check-config')
         if rc != 0:
             self._write(previous)
@@ -395,11 +425,11 @@ class FirewalldBackend(Backend):
                                % (' '.join((err or out).split()),
                                   ' and reloaded' if back == 0 else ', but reloading them failed too'))
 
-    def _write(self, plan):
-        for path, text in sorted(plan.items()):
+    @staticmethod
+    def _write(files):
+        for path, text in sorted(files.items()):
             if text is None:
-                if os.path.exists(path):
-                    os.unlink(path)
+                remove_file(path, False)
             else:
                 write_file_atomic(path, text, False, mode=0o640)
 
@@ -407,11 +437,9 @@ class FirewalldBackend(Backend):
     def persist(self, rules, check_mode):
         return False
 
-    def persistence_files(self):
-        """Our policy files as the run leaves them: as planned when something is written, else as read."""
-        if self._plan:
-            return sorted(path for path, text in self._plan.items() if text is not None)
-        return sorted(self.policy_path(policy) for policy in self.files)
+    def persistence_files(self, rules):
+        """Our policy files as the run leaves them."""
+        return sorted(self.policy_path(policy) for policy in self.desired_rich_rules(rules or []))
 
 
 def policy_xml(section, rules):
@@ -422,7 +450,7 @@ def policy_xml(section, rules):
              '     run rewrites this file: change the inventory, not this file. -->',
              '<policy target="%s" priority="%d">' % (POLICY_TARGET, POLICY_PRIORITY),
              '  <short>%s</short>' % policy,
-             '  <description>XMPP federation rules (%s), managed by lync.xmpp_federation</description>' % section,
+             '  <description>%s</description>' % (POLICY_DESCRIPTION % section),
              '  <ingress-zone name="%s"/>' % ingress,
              '  <egress-zone name="%s"/>' % egress]
     for rich in rules:

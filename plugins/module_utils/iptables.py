@@ -33,14 +33,18 @@ import re
 from collections import namedtuple
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    FAMILY_LABEL,
+    SECTION_ORDER,
     Backend,
     BackendError,
-    hold_host_lock,
+    Transaction,
     port_span_text,
+    read_file_or_none,
     remove_file,
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    OUR_MARK,
     kernel_comment,
     port_spans,
     rule_family,
@@ -48,7 +52,6 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
 )
 
 FAMILIES = (4, 6)
-FAMILY_LABEL = {4: 'IPv4', 6: 'IPv6'}
 TOOL_PREFIX = {4: 'iptables', 6: 'ip6tables'}
 TABLES = ('filter', 'nat')
 
@@ -60,22 +63,18 @@ OUR_CHAINS = {
     'dnat': ('nat', 'LYNC-XMPP-DNAT'),
     'snat': ('nat', 'LYNC-XMPP-SNAT'),
 }
-SECTION_ORDER = ('in', 'out', 'forward', 'dnat', 'snat')
 OUR_PREFIX = 'LYNC-XMPP-'
 SECTION_OF_CHAIN = dict((chain, section) for section, (_table, chain) in OUR_CHAINS.items())
+CHAIN_TABLES = dict((chain, table) for _section, (table, chain) in OUR_CHAINS.items())
 DEFAULT_BASE_CHAINS = {'in': 'INPUT', 'out': 'OUTPUT', 'forward': 'FORWARD',
                        'dnat': 'PREROUTING', 'snat': 'POSTROUTING'}
 BUILTIN_CHAINS = {
     'filter': ('INPUT', 'FORWARD', 'OUTPUT'),
     'nat': ('PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'),
 }
-# The comment on our jump rules: how a reader (and we) recognise them.
-JUMP_COMMENT = 'lync-xmpp-federation'
 # multiport takes at most 15 ports, a range counting as two.
 MULTIPORT_MAX = 15
 RESTORE_WAIT_SECONDS = 60
-DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.iptables.lock'
-SCRIPT_HEADER = re.compile(r'^# lync-xmpp-federation (IPv4|IPv6): ')
 
 ACTION_TARGETS = {'accept': 'ACCEPT', 'drop': 'DROP', 'reject': 'REJECT'}
 NAT_TARGETS = {'dnat': ('DNAT', '--to-destination'), 'snat': ('SNAT', '--to-source')}
@@ -242,7 +241,7 @@ def format_kernel_rule(rule):
 
 def jump_spec(chain):
     """Our jump rule's specification (what follows '-A BASE ')."""
-    return '-m comment --comment %s -j %s' % (save_quote(JUMP_COMMENT), chain)
+    return '-m comment --comment %s -j %s' % (save_quote(OUR_MARK), chain)
 
 
 def multiport_blocks(spans):
@@ -318,58 +317,107 @@ def kernel_rule_piece(kernel_rule, family):
     }
 
 
+def comment_of(words):
+    """The value of a rule's ``--comment``, or None."""
+    return words[words.index('--comment') + 1] if '--comment' in words[:-1] else None
+
+
+def describe_spec(table_name, chain, spec):
+    return '-A %s %s' % (chain, spec)
+
+
 class FamilyState(object):
-    """What one family's save output holds of ours."""
+    """What one family's save output holds of ours, by our mark, and what only carries our names.
+
+    ``chains``   {table: {our chain: [KernelRule or None (not in a form we write)]}}: chains with our name
+                 that carry our mark (a rule of theirs starts its comment with RULE_MARK, or a jump into them
+                 has OUR_MARK as its comment) and nothing unmarked
+    ``jumps``    {table: [(chain, index in chain, our chain, spec)]}: our marked jumps into our chains
+    ``foreign``  {(table, chain): description}: chains with our names and none of our marks (an admin's):
+                 never touched, in the way only where the rules need that chain
+    ``tainted``  descriptions of unmarked rules in our chains and unmarked jumps into them: the run cannot
+                 change ours without touching them, so it refuses
+    """
 
     def __init__(self, family, text):
         self.family = family
         self.text = text
         self.tables = parse_save(text)
-        self.chains = {}    # table -> {our chain: [KernelRule or None (unparseable)]}
-        self.jumps = {}     # table -> [(chain, index in chain, our chain, spec)]
+        self.chains, self.jumps, self.foreign, self.tainted = {}, {}, {}, []
         self.pieces = []
         self.problems = []
+        label = FAMILY_LABEL[family]
         for table_name in TABLES:
             table = self.tables.get(table_name)
             if table is None:
                 continue
+            names = [chain for chain in table.chains if CHAIN_TABLES.get(chain) == table_name]
+            into = dict((name, []) for name in names)
             for chain, specs in table.rules.items():
-                if chain in SECTION_OF_CHAIN:
+                if chain in into:
                     continue
                 for index, spec in enumerate(specs):
                     if OUR_PREFIX not in spec:
                         continue
                     try:
-                        target = jump_target(split_words(spec))
+                        words = split_words(spec)
                     except ValueError:
-                        target = None
-                    if target in SECTION_OF_CHAIN:
-                        self.jumps.setdefault(table_name, []).append((chain, index, target, spec))
-            for chain in table.chains:
-                if chain not in SECTION_OF_CHAIN:
+                        continue
+                    target = jump_target(words)
+                    if target in into:
+                        into[target].append((chain, index, spec, comment_of(words) == OUR_MARK))
+            for name in names:
+                specs = table.rules.get(name, [])
+                marked = [spec for spec in specs if self._marked_rule(spec)]
+                unmarked = [spec for spec in specs if spec not in marked]
+                marked_jumps = [jump for jump in into[name] if jump[3]]
+                if not marked and not marked_jumps:
+                    held = [describe_spec(table_name, name, spec) for spec in specs[:3]]
+                    held += ['-A %s %s' % (jump[0], jump[2]) for jump in into[name][:3]]
+                    self.foreign[(table_name, name)] = (
+                        '%s %s table, chain %s is named like ours but carries none of our marks (no rule of ours '
+                        'in it, no jump of ours to it)%s' % (label, table_name, name,
+                                                              ': ' + '; '.join(held) if held else ''))
                     continue
-                parsed = self.chains.setdefault(table_name, {}).setdefault(chain, [])
-                for spec in table.rules.get(chain, []):
+                for spec in unmarked:
+                    self.tainted.append('%s %s table, chain %s: holds a rule that is not ours: %s'
+                                        % (label, table_name, name, describe_spec(table_name, name, spec)))
+                for jump in into[name]:
+                    if not jump[3]:
+                        self.tainted.append('%s %s table, chain %s: a rule that is not ours jumps to our chain %s: '
+                                            '-A %s %s' % (label, table_name, jump[0], name, jump[0], jump[2]))
+                self.jumps.setdefault(table_name, []).extend(
+                    (jump[0], jump[1], name, jump[2]) for jump in marked_jumps)
+                parsed = self.chains.setdefault(table_name, {}).setdefault(name, [])
+                for spec in marked:
                     try:
-                        kernel_rule = parse_kernel_rule(chain, spec)
+                        kernel_rule = parse_kernel_rule(name, spec)
                         self.pieces.append(kernel_rule_piece(kernel_rule, family))
                     except ValueError as error:
                         kernel_rule = None
                         self.problems.append('%s %s %s: rule not in our form (%s): %s'
-                                             % (FAMILY_LABEL[family], table_name, chain, error, spec))
+                                             % (label, table_name, name, error, spec))
                     parsed.append(kernel_rule)
+
+    @staticmethod
+    def _marked_rule(spec):
+        try:
+            return split_kernel_comment(comment_of(split_words(spec)))[0] is not None
+        except ValueError:
+            return False
 
     def ours_anywhere(self):
         return bool(self.chains or self.jumps)
 
 
-def merge_save_file(text, ours):
+def merge_save_file(text, ours, keep=None):
     """A save file's text with our lines replaced by ``ours``; every other line kept as it was.
 
     ``ours`` is {table: [{'chain', 'declaration', 'base', 'jump', 'rules'}, ...]}
     (see ``IptablesBackend.persisted_lines``).  Our lines are recognised by
     chain name: our chains' declarations and rules, and any rule jumping to
-    one of our chains.  They are put where ``iptables-save`` would print them
+    one of our chains, except for the chains ``keep`` names ({table: {chain}}:
+    chains with our names that are not ours by mark).  They are put where ``iptables-save`` would print them
     (see ``place_ours``), so that ``iptables-restore`` of the file gives the
     live state, and a file written by ``netfilter-persistent save`` is
     already in that form.  Returns None when nothing is left in the file (it
@@ -379,24 +427,30 @@ def merge_save_file(text, ours):
     output, table, seen = [], None, set()
     section = []
 
-    def ours_line(line):
+    keep = keep or {}
+
+    def ours_line(line, table_name):
         if OUR_PREFIX not in line:
             return False
+        theirs = keep.get(table_name, ())
+
+        def our_chain(chain):
+            return CHAIN_TABLES.get(chain) == table_name and chain not in theirs
         if line.startswith(':'):
-            return line[1:].split()[0] in SECTION_OF_CHAIN if len(line) > 1 else False
+            return our_chain(line[1:].split()[0]) if len(line) > 1 else False
         if line.startswith('-A ') or line.startswith('-I '):
             chain = line[3:].split(' ', 1)[0]
-            if chain in SECTION_OF_CHAIN:
+            if our_chain(chain):
                 return True
             try:
-                return jump_target(split_words(line)) in SECTION_OF_CHAIN
+                return our_chain(jump_target(split_words(line)))
             except ValueError:
                 return False
         return False
 
     def flush_section(name, body, commit_line):
         mine = ours.get(name)
-        kept = [line for line in body if not ours_line(line.strip())]
+        kept = [line for line in body if not ours_line(line.strip(), name)]
         removed_any = len(kept) != len(body)
         if mine:
             kept = place_ours(kept, mine, name)
@@ -480,20 +534,19 @@ def place_ours(body, mine, table_name):
 class IptablesBackend(Backend):
     """iptables-nft or iptables-legacy (``variant`` 'nft' or 'legacy'), IPv4 and IPv6."""
 
-    lock_path = DEFAULT_LOCK_PATH
+    # iptables' comment match keeps at most 255 bytes (XT_MAX_COMMENT_LEN 256, with its terminating zero).
+    comment_limit = 255
     # Where a base chain comes from, for messages about it.
     base_chain_origin = 'base_chains.%s'
 
-    def __init__(self, run_command, get_bin_path, options, variant):
-        super(IptablesBackend, self).__init__(run_command, get_bin_path, options)
+    def __init__(self, run_command, get_bin_path, options, variant, lock=None):
+        super(IptablesBackend, self).__init__(run_command, get_bin_path, options, lock=lock)
         if variant not in ('nft', 'legacy'):
             raise BackendError("iptables variant must be 'nft' or 'legacy', not %r" % (variant,))
         self.variant = variant
         self.name = 'iptables-%s' % variant
         self.states = {}         # family -> FamilyState
-        self.unavailable = {}    # family -> why it could not be read
         self.tools = {}          # family -> (save, restore)
-        self._lock = None
 
     # -- tools ------------------------------------------------------------------
     def _variant_of(self, binary):
@@ -521,26 +574,36 @@ class IptablesBackend(Backend):
 
     # -- reading ----------------------------------------------------------------
     def read(self):
-        if self._lock is None and self.lock_path:
-            self._lock = hold_host_lock(self.lock_path)
-        self.states, self.unavailable, self.tools = {}, {}, {}
+        self.states, self.tools = {}, {}
         for family in FAMILIES:
-            try:
-                self.tools[family] = self._find_tools(family)
-            except BackendError as error:
-                self.unavailable[family] = str(error)
-                continue
+            self.tools[family] = self._find_tools(family)
             # One call per family: without -t, *-save prints every table it has.
             rc, out, err = self.run_command([self.tools[family][0]])
             if rc != 0:
-                self.unavailable[family] = '%s failed (%d): %s' % (self.tools[family][0], rc, (err or out).strip())
-                continue
+                # Fail closed: a family we cannot read may hold rules of ours that this run would then neither
+                # compare nor remove.
+                raise BackendError('%s: %s failed (%d): %s; nothing was changed'
+                                   % (self.name, self.tools[family][0], rc, (err or out).strip() or 'no message'))
             self.states[family] = FamilyState(family, out)
         # Both families' rules of ours, for the shared grouping (Backend.current_rules), and those in our chains
         # that are not in a form we write (the kernel rules compared one by one catch the rest).
         self.pieces = [piece for state in self.states.values() for piece in state.pieces]
         self.parse_problems = [problem for state in self.states.values() for problem in state.problems]
         self.live_rules, self.grouping_problems = None, []
+
+    def foreign_objects(self, rules):
+        in_the_way = []
+        for family in FAMILIES:
+            state = self.states[family]
+            in_the_way += state.tainted
+            wanted = desired_chains(rules, family)
+            for (table_name, chain), description in sorted(state.foreign.items()):
+                if chain in wanted.get(table_name, {}):
+                    in_the_way.append('%s, and the rules need that chain (rename it; our chain names are fixed)'
+                                      % description)
+                else:
+                    self.notices.append('%s: left alone: %s' % (self.name, description))
+        return in_the_way
 
     def base_chain(self, section, family):
         """The chain our jump for ``section`` goes into, in ``family``'s table."""
@@ -640,16 +703,11 @@ class IptablesBackend(Backend):
         lines.append('COMMIT')
         return lines
 
-    def _render(self, rules):
-        blocks = []
+    def plan(self, rules):
+        """One ``*-restore --noflush`` input per family that needs a change, each a step of the transaction."""
+        transaction = Transaction()
         for family in FAMILIES:
             wanted = desired_chains(rules, family)
-            state = self.states.get(family)
-            if state is None:
-                if wanted:
-                    raise BackendError('%s: the rules need %s, but it cannot be read: %s'
-                                       % (self.name, FAMILY_LABEL[family], self.unavailable.get(family)))
-                continue
             lines = []
             for table_name in TABLES:
                 table_wanted = wanted.get(table_name, {})
@@ -660,28 +718,9 @@ class IptablesBackend(Backend):
                                             [SECTION_OF_CHAIN[chain] for chain in table_wanted])
                 lines += self._render_table(family, table_name, table_wanted)
             if lines:
-                blocks.append('\n'.join([self._header(family)] + lines) + '\n')
-        return ''.join(blocks)
-
-    def render_present(self, rules):
-        return self._render(rules)
-
-    def render_absent(self):
-        return self._render([])
-
-    @staticmethod
-    def split_script(script):
-        """The script -> [(family, block text with its header)], as render_present/render_absent joined them."""
-        blocks = []
-        for line in script.splitlines(True):
-            match = SCRIPT_HEADER.match(line)
-            if match:
-                blocks.append((4 if match.group(1) == 'IPv4' else 6, [line]))
-            elif blocks:
-                blocks[-1][1].append(line)
-            elif line.strip():
-                raise BackendError('iptables: script does not start with a family header: %r' % line)
-        return [(family, ''.join(lines)) for family, lines in blocks]
+                transaction.add('%s %s --noflush' % (FAMILY_LABEL[family], os.path.basename(self.tools[family][1])),
+                                '\n'.join([self._header(family)] + lines) + '\n', family)
+        return transaction
 
     def _restore(self, family, text, *flags):
         return self.run_command([self.tools[family][1]] + list(flags), data=text, binary_data=True)
@@ -705,12 +744,12 @@ class IptablesBackend(Backend):
                     comment = words[words.index('--comment') + 1] if '--comment' in words else ''
                 except ValueError:
                     comment = ''
-                name = split_kernel_comment(comment)[0] if comment and comment != JUMP_COMMENT else None
+                name = split_kernel_comment(comment)[0] if comment and comment != OUR_MARK else None
                 where = ' at line %d%s: %s' % (number, " (rule '%s')" % name if name else '', text)
         return '%s %s%s: %s' % (self.name, FAMILY_LABEL[family], where, message), match
 
-    def apply(self, script):
-        blocks = self.split_script(script)
+    def apply(self, transaction):
+        blocks = [(family, block) for _label, block, family in transaction.steps]
         # 1. Validate every family before applying any, so a parse error anywhere changes nothing.
         for family, block in blocks:
             rc, out, err = self._restore(family, block, '--test', '--noflush')
@@ -787,21 +826,21 @@ class IptablesBackend(Backend):
         changed = False
         for family, path in sorted(self.save_files().items()):
             ours = self.persisted_lines(rules, family)
-            try:
-                with open(path) as handle:
-                    current = handle.read()
-            except (IOError, OSError):
-                current = None
+            current = read_file_or_none(path)
             if current is None and not ours:
                 continue
-            merged = merge_save_file(current or '', ours)
+            # Chains with our names that are not ours stay in the file as they are, like in the kernel.
+            keep = {}
+            for table_name, chain in self.states[family].foreign if family in self.states else ():
+                keep.setdefault(table_name, set()).add(chain)
+            merged = merge_save_file(current or '', ours, keep)
             if merged is None:
                 changed = remove_file(path, check_mode) or changed
             else:
                 changed = write_file_atomic(path, merged, check_mode, mode=0o600) or changed
         return changed
 
-    def persistence_files(self):
+    def persistence_files(self, rules):
         return [path for _family, path in sorted(self.save_files().items())]
 
 

@@ -38,15 +38,19 @@ import os
 import re
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    FAMILY_LABEL,
+    SECTION_ORDER,
     Backend,
     BackendError,
     KeyedValue,
-    hold_host_lock,
+    Transaction,
     port_span_text,
+    read_file_or_none,
     remove_file,
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    OUR_MARK,
     family_of,
     kernel_comment,
     port_spans,
@@ -55,7 +59,6 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
 )
 
 OUR_TABLE = ('inet', 'lync_xmpp')
-SECTION_ORDER = ('in', 'out', 'forward', 'dnat', 'snat')
 OUR_CHAINS = {
     'in': 'lync_xmpp_in',
     'out': 'lync_xmpp_out',
@@ -71,10 +74,6 @@ OWN_PRIORITIES = {'in': 0, 'out': 0, 'forward': 0, 'dnat': -100, 'snat': 100}
 TABLE_FAMILIES = {'inet': (4, 6), 'ip': (4,), 'ip6': (6,)}
 ADDRESS_KEYWORD = {4: 'ip', 6: 'ip6'}
 NFPROTO = {4: 'ipv4', 6: 'ipv6'}
-FAMILY_LABEL = {4: 'IPv4', 6: 'IPv6'}
-# The comment on our jump rules: how a reader (and we) recognise them.
-JUMP_COMMENT = 'lync-xmpp-federation'
-DEFAULT_LOCK_PATH = '/run/lync-xmpp-federation.nftables.lock'
 INCLUDE_MARKER = '# lync.xmpp_federation: XMPP federation rules (firewall_ruleset)'
 INCLUDE_LINE = re.compile(r'^\s*include\s+"([^"]+)"\s*(#.*)?$')
 # Where the nftables service of each distribution family loads its ruleset from, and where files it includes
@@ -298,24 +297,33 @@ def kernel_rule_piece(kernel_rule, section, table_family):
     return piece
 
 
-def _read_or_none(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
 # -- the live ruleset -------------------------------------------------------------
 
+LISTING_TABLE = re.compile(r'^table (\S+) (\S+) \{')
+LISTING_CHAIN = re.compile(r'^\tchain (\S+) \{')
+LISTING_COMMENT = re.compile(r'^\t{1,2}comment "(.*)"$')
+LISTING_RULE = re.compile(r'^\t\t(.*\S) # handle (\d+)$')
+
+
+def _unquote(name):
+    return name[1:-1] if len(name) > 1 and name[0] == name[-1] == '"' else name
+
+
 class Ruleset(object):
-    """``nft -j list ruleset``, indexed: tables, chains (with their hook properties), rules in chain order."""
+    """``nft -j list ruleset``, indexed: tables, chains (with their hook properties), rules in chain order.
+
+    nft (1.0.6 at least) leaves table and chain comments, where our mark is,
+    out of its JSON; ``add_listing`` takes them, and each rule's text for
+    messages, from ``nft -a list ruleset``.
+    """
 
     def __init__(self, document):
         self.tables = []
         self.chains = {}      # (family, table, chain) -> {'type', 'hook', 'prio', 'policy'} or None (regular)
         self.rules = {}       # (family, table, chain) -> [rule dicts, in order]
-        self._jumps = None
+        self.objects = {}     # (family, table) -> [(kind, name)]: sets, maps, flowtables, stateful objects
+        self.comments = {}    # (family, table) or (family, table, chain) -> comment, from add_listing
+        self.rule_texts = {}  # (family, table, chain, handle) -> the rule as nft prints it
         for item in (document or {}).get('nftables', []):
             if 'table' in item:
                 self.tables.append((item['table']['family'], item['table']['name']))
@@ -325,9 +333,16 @@ class Ruleset(object):
                 self.chains[key] = (dict((field, chain.get(field)) for field in ('type', 'hook', 'prio', 'policy'))
                                     if 'hook' in chain else None)
                 self.rules.setdefault(key, [])
+                if 'comment' in chain:
+                    self.comments[key] = chain['comment']
             elif 'rule' in item:
                 rule = item['rule']
                 self.rules.setdefault((rule['family'], rule['table'], rule['chain']), []).append(rule)
+            else:
+                for kind, body in item.items():
+                    if kind != 'metainfo' and isinstance(body, dict) and 'table' in body:
+                        self.objects.setdefault((body.get('family'), body['table']), []).append(
+                            (kind, body.get('name')))
 
     @classmethod
     def from_text(cls, text):
@@ -336,6 +351,52 @@ class Ruleset(object):
         except ValueError as error:
             raise BackendError('nftables: cannot read the output of nft -j list ruleset: %s' % error)
 
+    def has_our_names(self):
+        """True when a table or chain carries one of our names: only then do marks need reading."""
+        return (any(table == OUR_TABLE[1] for _family, table in self.tables)
+                or any(chain in SECTION_OF_CHAIN for _family, _table, chain in self.chains))
+
+    def add_listing(self, text):
+        """Table and chain comments and rule texts from ``nft -a list ruleset``."""
+        table = chain = None
+        depth = 0
+        for line in text.splitlines():
+            code = re.sub(r' # handle \d+$', '', line)
+            if code.strip() == '}':
+                depth -= 1
+                if depth == 1:
+                    chain = None
+                elif depth == 0:
+                    table = None
+                continue
+            match = LISTING_TABLE.match(line) if depth == 0 else None
+            if match:
+                table, depth = (match.group(1), _unquote(match.group(2))), 1
+                continue
+            match = LISTING_CHAIN.match(line) if depth == 1 else None
+            if match:
+                chain, depth = _unquote(match.group(1)), 2
+                continue
+            if code.rstrip().endswith('{'):
+                depth += 1
+                continue
+            if table is None:
+                continue
+            comment = LISTING_COMMENT.match(line)
+            if comment and ' # handle ' not in line and depth == (2 if chain else 1):
+                self.comments.setdefault(table + ((chain,) if chain else ()), comment.group(1))
+                continue
+            rule = LISTING_RULE.match(line) if chain and depth == 2 else None
+            if rule:
+                self.rule_texts[(table[0], table[1], chain, int(rule.group(2)))] = rule.group(1)
+
+    def marked(self, key):
+        """True when the table (family, name) or chain (family, table, name) carries our mark."""
+        return self.comments.get(key) == OUR_MARK
+
+    def rule_text(self, key, rule):
+        return self.rule_texts.get(key + (rule.get('handle'),)) or 'handle %s' % rule.get('handle')
+
     def base_chains(self, chain_type, hook, family):
         """[(table, chain, properties)] of the given type at the given hook that can see ``family``'s packets."""
         return [((table_family, table), chain, properties)
@@ -343,34 +404,79 @@ class Ruleset(object):
                 if properties and properties.get('type') == chain_type and properties.get('hook') == hook
                 and family in TABLE_FAMILIES.get(table_family, ())]
 
-    def our_chains(self):
-        """{(table, chain): properties} for every chain of ours anywhere (our table's chains all count)."""
-        return dict((((family, table), chain), properties)
-                    for (family, table, chain), properties in self.chains.items()
-                    if chain in SECTION_OF_CHAIN or (family, table) == OUR_TABLE)
 
-    def jumps_to_ours(self):
-        """[(table, chain, index, target, exact, handle)]: every rule outside our chains that jumps to one of ours.
+def _jump_targets(rule):
+    return [body.get('target') for expression in rule.get('expr', []) if isinstance(expression, dict)
+            for kind, body in expression.items() if kind in ('jump', 'goto') and isinstance(body, dict)]
 
-        Looked up once per read: comparing and rendering both ask, and a host's foreign ruleset can be large.
-        """
-        if self._jumps is None:
-            self._jumps = self._find_jumps_to_ours()
-        return self._jumps
 
-    def _find_jumps_to_ours(self):
-        found = []
-        for (family, table, chain), rules in self.rules.items():
-            if chain in SECTION_OF_CHAIN or (family, table) == OUR_TABLE:
+class Ownership(object):
+    """What of a ruleset is ours, by our mark, and what only carries one of our names.
+
+    ``chains``   {(table, chain): properties} our chains: named and marked as ours
+    ``own_table``  True when our table exists and is marked
+    ``jumps``    [(table, chain, index, target, exact, handle)] our marked jumps into our chains
+    ``foreign``  {(table, chain or None): description} objects named like ours without our mark: never
+                 touched, and in the way only where the run would put ours
+    ``tainted``  descriptions of foreign content in or into what is ours (a rule without our mark in our
+                 chain, a foreign jump into it, a foreign chain or set in our table): the run cannot change
+                 ours without touching it, so it refuses
+    """
+
+    def __init__(self, ruleset):
+        self.chains, self.own_table, self.jumps, self.foreign, self.tainted = {}, False, [], {}, []
+        for table in ruleset.tables:
+            if table[1] != OUR_TABLE[1]:
+                continue
+            if table == OUR_TABLE and ruleset.marked(table):
+                self.own_table = True
+            else:
+                self.foreign[(table, None)] = ('table %s is named like ours but lacks our mark (comment "%s")'
+                                               % (table_text(table), OUR_MARK))
+        for (family, table_name, chain), properties in sorted(ruleset.chains.items(), key=str):
+            table = (family, table_name)
+            if (table, None) in self.foreign:
+                continue
+            where = 'table %s, chain %s' % (table_text(table), chain)
+            if table == OUR_TABLE and self.own_table:
+                if chain in SECTION_OF_CHAIN and ruleset.marked((family, table_name, chain)):
+                    self.chains[(table, chain)] = properties
+                else:
+                    self.tainted.append('%s: our table holds a chain that is not ours' % where)
+            elif chain in SECTION_OF_CHAIN:
+                if ruleset.marked((family, table_name, chain)):
+                    self.chains[(table, chain)] = properties
+                else:
+                    rules = ruleset.rules.get((family, table_name, chain), [])
+                    held = '; its rules: %s' % '; '.join(
+                        ruleset.rule_text((family, table_name, chain), rule) for rule in rules[:3]) if rules else ''
+                    self.foreign[(table, chain)] = '%s is named like ours but lacks our mark (comment "%s")%s' % (
+                        where, OUR_MARK, held)
+        if self.own_table:
+            for kind, name in ruleset.objects.get(OUR_TABLE, []):
+                self.tainted.append('table %s: our table holds a %s %s that is not ours'
+                                    % (table_text(OUR_TABLE), kind, name))
+        for (table, chain) in sorted(self.chains, key=str):
+            key = (table[0], table[1], chain)
+            for rule in ruleset.rules.get(key, []):
+                if split_kernel_comment(rule.get('comment'))[0] is None:
+                    self.tainted.append('table %s, chain %s: holds a rule that is not ours (%s)'
+                                        % (table_text(table), chain, ruleset.rule_text(key, rule)))
+        for (family, table_name, chain), rules in sorted(ruleset.rules.items(), key=str):
+            table = (family, table_name)
+            if (table, chain) in self.chains or (table == OUR_TABLE and self.own_table):
                 continue
             for index, rule in enumerate(rules):
-                targets = [body.get('target') for expression in rule.get('expr', []) if isinstance(expression, dict)
-                           for kind, body in expression.items() if kind in ('jump', 'goto') and isinstance(body, dict)]
-                for target in targets:
-                    if target in SECTION_OF_CHAIN:
-                        exact = rule.get('expr') == [{'jump': {'target': target}}] and rule.get('comment') == JUMP_COMMENT
-                        found.append(((family, table), chain, index, target, exact, rule.get('handle')))
-        return found
+                for target in _jump_targets(rule):
+                    if (table, target) not in self.chains:
+                        continue
+                    if rule.get('comment') == OUR_MARK:
+                        exact = rule.get('expr') == [{'jump': {'target': target}}]
+                        self.jumps.append((table, chain, index, target, exact, rule.get('handle')))
+                    else:
+                        self.tainted.append('table %s, chain %s: a rule that is not ours jumps to our chain %s (%s)'
+                                            % (table_text(table), chain, target,
+                                               ruleset.rule_text((family, table_name, chain), rule)))
 
 
 # -- the backend --------------------------------------------------------------------
@@ -395,24 +501,29 @@ class Placement(object):
 
     def declaration(self):
         if not self.own_base:
-            return 'add chain %s %s' % (table_text(self.table), self.chain)
-        return 'add chain %s %s { type %s hook %s priority %d; policy accept; }' % (
-            table_text(self.table), self.chain, CHAIN_TYPES[self.section], HOOKS[self.section],
+            return 'add chain %s %s { comment "%s"; }' % (table_text(self.table), self.chain, OUR_MARK)
+        return 'add chain %s %s { comment "%s"; type %s hook %s priority %d; policy accept; }' % (
+            table_text(self.table), self.chain, OUR_MARK, CHAIN_TYPES[self.section], HOOKS[self.section],
             OWN_PRIORITIES[self.section])
+
+
+def table_declaration(table):
+    return 'add table %s { comment "%s"; }' % (table_text(table), OUR_MARK)
 
 
 class NftablesBackend(Backend):
     """nftables through the ``nft`` command; ``ruleset_text`` is the JSON detection already read, if any."""
 
     name = 'nftables'
-    lock_path = DEFAULT_LOCK_PATH
+    # nft keeps at most 128 bytes of a rule's comment (NFT_USERDATA_MAXLEN).
+    comment_limit = 128
 
     def __init__(self, run_command, get_bin_path, options, ruleset_text=None, lock=None):
-        super(NftablesBackend, self).__init__(run_command, get_bin_path, options)
+        super(NftablesBackend, self).__init__(run_command, get_bin_path, options, lock=lock)
         self.nft = None
         self.ruleset = None
+        self.ownership = None
         self._preloaded = ruleset_text
-        self._lock = lock
         self.live_chains = {}
         self._layouts = {}
 
@@ -424,32 +535,57 @@ class NftablesBackend(Backend):
                 raise BackendError('nftables: the nft command was not found')
         return self.nft
 
+    def _list(self, *args):
+        argv = [self._nft()] + list(args) + ['list', 'ruleset']
+        rc, out, err = self.run_command(argv)
+        if rc != 0:
+            raise BackendError('nftables: nft %s failed (%d): %s; nothing was changed'
+                               % (' '.join(argv[1:]), rc, (err or out).strip()))
+        return out
+
     def read(self):
-        if self._lock is None and self.lock_path:
-            self._lock = hold_host_lock(self.lock_path)
         text = self._preloaded
         self._preloaded = None
         if text is None:
-            rc, text, err = self.run_command([self._nft(), '-j', 'list', 'ruleset'])
-            if rc != 0:
-                raise BackendError('nftables: nft -j list ruleset failed (%d): %s' % (rc, (err or text).strip()))
+            text = self._list('-j')
         self.ruleset = Ruleset.from_text(text)
+        if self.ruleset.has_our_names():
+            self.ruleset.add_listing(self._list('-a'))
+        self.ownership = Ownership(self.ruleset)
         self._layouts = {}
         # Each rule of ours is parsed once: the comparison and the grouping below both work from this.
         self.live_chains, self.pieces, self.parse_problems = {}, [], []
-        for (table, chain), _properties in sorted(self.ruleset.our_chains().items()):
-            section = SECTION_OF_CHAIN.get(chain)
+        for (table, chain), _properties in sorted(self.ownership.chains.items()):
+            section = SECTION_OF_CHAIN[chain]
             parsed = self.live_chains[(table, chain)] = []
             for rule in self.ruleset.rules.get((table[0], table[1], chain), []):
-                kernel_rule = parse_kernel_rule(rule) if section else None
+                kernel_rule = parse_kernel_rule(rule)
                 piece = kernel_rule_piece(kernel_rule, section, table[0]) if kernel_rule else None
                 parsed.append(kernel_rule)
                 if piece is None:
-                    self.parse_problems.append("nftables: chain %s %s holds a rule not in a form we write (handle %s)"
-                                               % (table_text(table), chain, rule.get('handle')))
+                    self.parse_problems.append("nftables: chain %s %s holds a rule not in a form we write (%s)"
+                                               % (table_text(table), chain,
+                                                  self.ruleset.rule_text((table[0], table[1], chain), rule)))
                 else:
                     self.pieces.append(piece)
         self.live_rules, self.grouping_problems = None, []
+
+    def foreign_objects(self, rules):
+        ownership = self.ownership
+        in_the_way = list(ownership.tainted)
+        wanted = set()
+        for placement in self.layout(rules):
+            wanted.add((placement.table, placement.chain))
+            if placement.table == OUR_TABLE:
+                wanted.add((OUR_TABLE, None))
+        for key, description in sorted(ownership.foreign.items(), key=str):
+            if key in wanted:
+                how = ('rename or delete that table' if key[1] is None else
+                       'rename that chain, or point nft_table/base_chains at another table')
+                in_the_way.append('%s, and the rules need that name there (%s)' % (description, how))
+            else:
+                self.notices.append('nftables: left alone: %s' % description)
+        return in_the_way
 
     # -- placement ----------------------------------------------------------------
     def _option_table(self):
@@ -462,6 +598,10 @@ class NftablesBackend(Backend):
     def _choose_base(self, section, family):
         """(table, base chain) our chain for ``section`` hangs from for ``family``; (OUR_TABLE, None): our own."""
         chain_type, hook = CHAIN_TYPES[section], HOOKS[section]
+        if chain_type == 'nat':
+            # A translation needs no verdict of anyone else's table: ours are base chains of our own table, at the
+            # dstnat and srcnat priorities, so no foreign nat table (Docker's, iptables-nft's) is ever written to.
+            return OUR_TABLE, None
         wanted_table, wanted_chain = self._option_table(), self._named_base(section)
         candidates = [candidate for candidate in self.ruleset.base_chains(chain_type, hook, family)
                       if candidate[0] != OUR_TABLE and candidate[1] not in SECTION_OF_CHAIN]
@@ -537,7 +677,7 @@ class NftablesBackend(Backend):
     # -- comparing ----------------------------------------------------------------
     def _jumps_kept(self, placements):
         """The placements whose one jump is already in place: exactly one, exact, first in the right chain."""
-        jumps = self.ruleset.jumps_to_ours()
+        jumps = self.ownership.jumps
         kept = set()
         for placement in placements:
             if not placement.jump_from:
@@ -548,10 +688,9 @@ class NftablesBackend(Backend):
         return kept
 
     def _chain_in_place(self, placement, rules):
-        table, chain = placement.key
-        if (table[0], table[1], chain) not in self.ruleset.chains:
+        if placement.key not in self.ownership.chains:
             return False
-        if self.ruleset.chains[(table[0], table[1], chain)] != placement.base_properties():
+        if self.ownership.chains[placement.key] != placement.base_properties():
             return False
         return self.live_chains.get(placement.key) == self.chain_contents(placement, rules)
 
@@ -560,38 +699,39 @@ class NftablesBackend(Backend):
             return False
         placements = self.layout(rules)
         wanted = set(placement.key for placement in placements)
-        if set(self.ruleset.our_chains()) != wanted:
+        if set(self.ownership.chains) != wanted:
             return False
-        if (OUR_TABLE in self.ruleset.tables) != any(placement.table == OUR_TABLE for placement in placements):
+        if self.ownership.own_table != any(placement.table == OUR_TABLE for placement in placements):
             return False
         if not all(self._chain_in_place(placement, rules) for placement in placements):
             return False
         kept = self._jumps_kept(placements)
         jumping = [placement for placement in placements if placement.jump_from]
-        return len(kept) == len(jumping) and len(self.ruleset.jumps_to_ours()) == len(jumping)
+        return len(kept) == len(jumping) and len(self.ownership.jumps) == len(jumping)
 
     def present_anywhere(self):
-        return bool(self.ruleset.our_chains() or self.ruleset.jumps_to_ours() or OUR_TABLE in self.ruleset.tables)
+        return bool(self.ownership.chains or self.ownership.jumps or self.ownership.own_table)
 
     # -- writing ----------------------------------------------------------------
-    def _render(self, rules):
+    def plan(self, rules):
+        """One ``nft -f`` script naming only our table, our chains and our jumps (deleted by handle)."""
         placements = self.layout(rules)
         wanted = set(placement.key for placement in placements)
         kept = self._jumps_kept(placements)
-        live_chains = self.ruleset.our_chains()
+        ours = self.ownership.chains
         own_table_wanted = any(placement.table == OUR_TABLE for placement in placements)
         lines = ['# lync-xmpp-federation: nft -f']
         if own_table_wanted:
-            lines.append('add table %s' % table_text(OUR_TABLE))
+            lines.append(table_declaration(OUR_TABLE))
         for placement in placements:
-            live_properties = live_chains.get(placement.key, 'absent')
+            live_properties = ours.get(placement.key, 'absent')
             if live_properties not in ('absent', placement.base_properties()):
                 # A chain's hook cannot be changed in place: make it anew.
                 lines += ['flush chain %s %s' % (table_text(placement.table), placement.chain),
                           'delete chain %s %s' % (table_text(placement.table), placement.chain)]
             lines.append(placement.declaration())
         # Jumps first: a chain cannot be deleted while a rule still jumps to it.
-        for table, chain, _index, target, _exact, handle in sorted(self.ruleset.jumps_to_ours(), key=str):
+        for table, chain, _index, target, _exact, handle in sorted(self.ownership.jumps, key=str):
             if (table, target) not in kept:
                 lines.append('delete rule %s %s handle %d' % (table_text(table), chain, handle))
         for placement in placements:
@@ -603,21 +743,15 @@ class NftablesBackend(Backend):
             if placement.jump_from and placement.key not in kept:
                 # insert without a position puts the rule first in the chain.
                 lines.append('insert rule %s %s jump %s comment "%s"' % (
-                    table_text(placement.table), placement.jump_from, placement.chain, JUMP_COMMENT))
-        for table, chain in sorted(live_chains):
+                    table_text(placement.table), placement.jump_from, placement.chain, OUR_MARK))
+        for table, chain in sorted(ours):
             if (table, chain) in wanted or (table == OUR_TABLE and not own_table_wanted):
                 continue
             lines += ['flush chain %s %s' % (table_text(table), chain),
                       'delete chain %s %s' % (table_text(table), chain)]
-        if OUR_TABLE in self.ruleset.tables and not own_table_wanted:
+        if self.ownership.own_table and not own_table_wanted:
             lines.append('delete table %s' % table_text(OUR_TABLE))
-        return '\n'.join(lines) + '\n'
-
-    def render_present(self, rules):
-        return self._render(rules)
-
-    def render_absent(self):
-        return self._render([])
+        return Transaction([('nft -f', '\n'.join(lines) + '\n', None)])
 
     def _explain(self, script, out, err):
         """nft's message, with the script line it names and the rule of ours on it."""
@@ -630,22 +764,23 @@ class NftablesBackend(Backend):
             number = int(match.group(1))
             text = lines[number - 1] if 0 < number <= len(lines) else ''
             comment = re.search(r'comment "([^"]*)"\s*$', text)
-            name = split_kernel_comment(comment.group(1))[0] if comment and comment.group(1) != JUMP_COMMENT else None
+            name = split_kernel_comment(comment.group(1))[0] if comment else None
             details.append('line %d%s: %s (%s)' % (number, " (rule '%s')" % name if name else '', match.group(2),
                                                    text))
         return '; '.join(details) or ' '.join((err or out or 'no message').split())
 
-    def apply(self, script):
+    def apply(self, transaction):
         nft = self._nft()
-        rc, out, err = self.run_command([nft, '-c', '-f', '-'], data=script, binary_data=True)
-        if rc != 0:
-            raise BackendError('nftables: the transaction was refused, %s; nothing was changed'
-                               % self._explain(script, out, err))
-        # One nft -f is one kernel transaction: all of it is committed, or none.
-        rc, out, err = self.run_command([nft, '-f', '-'], data=script, binary_data=True)
-        if rc != 0:
-            raise BackendError('nftables: the kernel refused the transaction, %s; the ruleset is as it was '
-                               'before this run' % self._explain(script, out, err))
+        for _label, script, _payload in transaction.steps:
+            rc, out, err = self.run_command([nft, '-c', '-f', '-'], data=script, binary_data=True)
+            if rc != 0:
+                raise BackendError('nftables: the transaction was refused, %s; nothing was changed'
+                                   % self._explain(script, out, err))
+            # One nft -f is one kernel transaction: all of it is committed, or none.
+            rc, out, err = self.run_command([nft, '-f', '-'], data=script, binary_data=True)
+            if rc != 0:
+                raise BackendError('nftables: the kernel refused the transaction, %s; the ruleset is as it was '
+                                   'before this run' % self._explain(script, out, err))
 
     # -- persistence ----------------------------------------------------------------
     def persist_file(self):
@@ -670,12 +805,13 @@ class NftablesBackend(Backend):
         placements = self.layout(rules)
         for placement in placements:
             table = table_text(placement.table)
-            lines += ['', 'add table %s' % table, placement.declaration(), 'flush chain %s %s' % (table, placement.chain)]
+            lines += ['', table_declaration(placement.table) if placement.table == OUR_TABLE else 'add table %s' % table,
+                      placement.declaration(), 'flush chain %s %s' % (table, placement.chain)]
             lines += ['add rule %s %s %s' % (table, placement.chain, kernel_rule.text(placement.table[0]))
                       for kernel_rule in self.chain_contents(placement, rules)]
             if placement.jump_from:
                 lines.append('insert rule %s %s jump %s comment "%s"' % (table, placement.jump_from, placement.chain,
-                                                                         JUMP_COMMENT))
+                                                                         OUR_MARK))
         return '\n'.join(lines) + '\n'
 
     def _main_config_with_include(self, current, wanted):
@@ -705,7 +841,7 @@ class NftablesBackend(Backend):
 
     def persist(self, rules, check_mode):
         wanted = bool(rules)
-        previous = dict((path, _read_or_none(path)) for path in (self.persist_file(), self.main_config()))
+        previous = dict((path, read_file_or_none(path)) for path in (self.persist_file(), self.main_config()))
         current = previous[self.main_config()]
         changed = False
         if wanted:
@@ -743,5 +879,5 @@ class NftablesBackend(Backend):
                            'are as they were, so the rules are not persisted%s'
                            % (self.main_config(), problem, self.main_config(), self.persist_file(), before))
 
-    def persistence_files(self):
+    def persistence_files(self, rules):
         return [self.persist_file(), self.main_config()]

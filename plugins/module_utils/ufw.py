@@ -43,8 +43,8 @@ class UfwBackend(IptablesBackend):
 
     base_chain_origin = 'ufw\'s chain for %s traffic (is ufw enabled?)'
 
-    def __init__(self, run_command, get_bin_path, options, variant):
-        super(UfwBackend, self).__init__(run_command, get_bin_path, options, variant)
+    def __init__(self, run_command, get_bin_path, options, variant, lock=None):
+        super(UfwBackend, self).__init__(run_command, get_bin_path, options, variant, lock=lock)
         self.name = 'ufw'
 
     def check(self, rules, state):

@@ -65,9 +65,10 @@ options:
         C(source), C(destination) (lists of addresses or networks; empty means any), C(action) (C(accept),
         C(drop), C(reject)), C(comment), and for translation rules C(nat) (C(dnat), C(snat)) and C(nat_to).
       - Rules are evaluated in the order of their names.
+      - Required with O(state=present). An explicit empty list means nothing of ours on this host (everything of
+        ours is removed); leaving the option out is an error, so that a forgotten variable never removes rules.
     type: list
     elements: dict
-    default: []
   state:
     description:
       - V(present) makes our chains hold exactly O(rules).
@@ -241,19 +242,32 @@ persistence_files:
   sample: [/etc/nftables.d/lync-xmpp-federation.nft, /etc/nftables.conf]
 '''
 
+import sys
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
-    BackendError,
-    converge,
-)
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.detect import (
-    select_backend,
-)
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
-    RuleError,
-    normalize_rules,
-)
+# The rule model needs the standard library of Python 3.6 or later (ipaddress, ordered dicts); under an older
+# target interpreter the module says so instead of failing on an import.
+try:
+    from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+        BackendError,
+        PersistenceError,
+        converge,
+    )
+    from ansible_collections.lync.xmpp_federation.plugins.module_utils.detect import (
+        BACKEND_CHOICES,
+        select_backend,
+    )
+    from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+        RuleError,
+        normalize_rules,
+    )
+except (ImportError, SyntaxError):
+    IMPORT_ERROR = traceback.format_exc()
+    BACKEND_CHOICES = ('auto', 'nftables', 'iptables', 'firewalld', 'ufw')
+else:
+    IMPORT_ERROR = None
 
 
 def rules_as_text(rules):
@@ -272,9 +286,9 @@ def rules_as_text(rules):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            rules=dict(type='list', elements='dict', default=[]),
+            rules=dict(type='list', elements='dict'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
-            backend=dict(type='str', choices=['auto', 'nftables', 'iptables', 'firewalld', 'ufw'], default='auto'),
+            backend=dict(type='str', choices=list(BACKEND_CHOICES), default='auto'),
             persist=dict(type='bool', default=True),
             nft_table=dict(type='str'),
             base_chains=dict(type='dict', options={
@@ -289,17 +303,27 @@ def main():
                 'ipv6': dict(type='path'),
             }),
         ),
+        # A left-out list must not mean "remove everything of ours": that takes an explicit rules: [].
+        required_if=[('state', 'present', ['rules'])],
         supports_check_mode=True,
     )
+    if IMPORT_ERROR:
+        module.fail_json(msg='firewall_ruleset needs Python 3.6 or later on the managed host, not %s'
+                         % sys.version.split()[0], exception=IMPORT_ERROR)
     params = module.params
     try:
         # Validate before anything is read or written: bad input changes nothing.
-        rules = normalize_rules(params['rules'], 'rules')
+        rules = normalize_rules(params['rules'] or [], 'rules')
         backend = select_backend(module.run_command, module.get_bin_path, params)
         result = converge(backend, rules, params['state'], params['persist'], module.check_mode, canonical=True)
+    except PersistenceError as error:
+        # The live ruleset may have changed before persisting failed: changed says whether it did.
+        module.fail_json(msg=str(error), changed=error.applied)
     except (RuleError, BackendError) as error:
-        module.fail_json(msg=str(error))
+        module.fail_json(msg=str(error), changed=False)
     before = result.pop('before')
+    for warning in result.pop('warnings'):
+        module.warn(warning)
     if module._diff:
         result['diff'] = {'before': rules_as_text(before), 'after': rules_as_text(result['rules']),
                           'before_header': 'live rules', 'after_header': 'desired rules'}

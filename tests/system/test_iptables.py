@@ -205,7 +205,7 @@ def test_bad_input_changes_nothing_and_names_the_field(variant, host):
 # that only the kernel notices, in the second family, after the first was applied.
 FAULT_DRIVER = r'''
 import json, shutil, subprocess, sys
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, Transaction
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
 
@@ -218,12 +218,12 @@ variant, lock, rules = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 backend = IptablesBackend(run_command, shutil.which, {}, variant)
 backend.lock_path = lock
 backend.read()
-script = backend.render_present(normalize_rules(rules))
+transaction = backend.plan(normalize_rules(rules))
 # The kernel refuses DNAT in the filter table; iptables-restore --test does not know that.
-ipv4, marker, ipv6 = script.partition('# lync-xmpp-federation IPv6')
-assert marker, script
-poisoned = ipv4 + marker + ipv6.replace(
-    'COMMIT', '-A LYNC-XMPP-IN -p tcp -m tcp --dport 1 -j DNAT --to-destination 2001:db8::1\nCOMMIT', 1)
+(label4, block4, family4), (label6, block6, family6) = transaction.steps
+assert (family4, family6) == (4, 6), transaction.text()
+poisoned = Transaction([(label4, block4, family4), (label6, block6.replace(
+    'COMMIT', '-A LYNC-XMPP-IN -p tcp -m tcp --dport 1 -j DNAT --to-destination 2001:db8::1\nCOMMIT', 1), family6)])
 ''' + APPLY_POISONED
 
 

@@ -137,7 +137,7 @@ def test_apply_is_effective_owns_only_its_rules_and_is_removed_exactly():
         assert 'jump lync_xmpp' not in live.split('table ip docker')[1], 'the docker-like table is not ours'
         assert 'type nat hook prerouting priority dstnat; policy accept;' in live, 'no nat chain: a table of ours'
         assert 'ip saddr 198.51.100.2 ip daddr 198.51.100.66 tcp dport 5269 counter accept' in live
-        assert 'tcp dport { 6000-6010, 7000 } counter reject comment "fwd-reject: reject, both families"' in live
+        assert 'tcp dport { 6000-6010, 7000 } counter reject comment "lync-xmpp:fwd-reject: reject, both families"' in live
         assert live.count('jump lync_xmpp_fwd') == 1
         assert result['rules'] == sorted(result['rules'], key=lambda rule: rule['name'])
 
@@ -232,7 +232,7 @@ def test_a_host_without_base_chains_gets_a_table_of_ours_with_policy_accept(host
 # transaction that passed the check: as if the ruleset had changed between check and commit.
 FAULT_DRIVER = r'''
 import json, shutil, subprocess, sys
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, Transaction
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import NftablesBackend
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
 
@@ -248,10 +248,11 @@ def run_command(argv, data=None, binary_data=False):
 backend = NftablesBackend(run_command, shutil.which, {})
 backend.lock_path = lock
 backend.read()
-script = backend.render_present(normalize_rules(rules))
+script = backend.plan(normalize_rules(rules)).text()
 # The kernel refuses a translation in a filter chain; it is the last line, after everything else.
-poisoned = script + ('add rule inet filter lync_xmpp_in tcp dport 1 counter dnat ip to 198.51.100.1 '
-                     'comment "poison: refused by the kernel"\n')
+poisoned = Transaction([('nft -f', script + ('add rule inet filter lync_xmpp_in tcp dport 1 counter dnat ip to '
+                                             '198.51.100.1 comment "lync-xmpp:poison: refused by the kernel"\n'),
+                         None)])
 ''' + APPLY_POISONED
 
 
