@@ -170,6 +170,12 @@ class Backend(object):
         if self._lock is None and self.lock_path:
             self._lock = hold_host_lock(self.lock_path)
 
+    def release_lock(self):
+        """Let the next run in: after persisting, nothing of this run's read-compare-write is left to protect."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def current_rules(self):
         """Our rules found in the live state, in canonical form, sorted by name.
 
@@ -203,6 +209,14 @@ def converge(backend, rules, state, persist, check_mode, canonical=False):
     BackendError (OwnershipError, PersistenceError): a run never reports ok
     about a host it could not read or change.
     """
+    try:
+        return _converge(backend, rules, state, persist, check_mode, canonical)
+    finally:
+        # A long-lived caller (a test runner, a driver applying many lists) must not keep other runs out.
+        backend.release_lock()
+
+
+def _converge(backend, rules, state, persist, check_mode, canonical):
     if state != 'present':
         desired = []
     else:

@@ -19,18 +19,44 @@ description:
   - Reads the live ruleset once, compares the normalised desired rules with the rules of ours found there, and
     only when they differ writes one transaction (C(nft -f), C(iptables-restore --noflush)) that is validated
     first. Either all of it is applied or none.
-  - Owns a named set of chains and nothing else. Rules live in chains of ours inside the table that holds the
-    host's filter base chains, entered by one jump rule per hook inserted at the top of that base chain, so that
-    an accept of ours takes effect even where the base chain's policy is drop. Chain policies, other tables,
-    other chains and other rules are never changed.
-  - "nftables: chains C(lync_xmpp_in), C(lync_xmpp_out), C(lync_xmpp_fwd) (and C(lync_xmpp_dnat),
-    C(lync_xmpp_snat) for translations). Where several tables have a base chain at one hook, ours hangs from the
-    one that decides: policy drop first, then an C(inet) table, then the earliest priority."
+  - Owns exactly the objects that carry its mark, C(lync-xmpp-federation), and nothing else. Rules live in chains
+    of ours inside the table that holds the host's filter base chains, entered by one jump rule per hook inserted at
+    the top of that base chain, so that an accept of ours takes effect even where the base chain's policy is drop.
+    Chain policies, other tables, other chains and other rules are never changed.
+  - "How ours are recognised: nftables tables and chains of ours carry the mark as their comment; jump rules of
+    ours (nftables and iptables) have the mark as their whole comment; every kernel rule of ours has a comment that
+    starts with C(lync-xmpp:) and the rule's name (C(lync-xmpp:NAME: COMMENT)); an iptables chain is ours through
+    those marked rules and jumps; a firewalld policy is ours when its file in C(/etc/firewalld/policies/) ends its
+    description with C([lync-xmpp-federation]). A name alone never makes an object ours."
+  - "What it refuses, changing nothing: a table, chain or policy with one of our names but without our mark, where
+    the rules need that name (the message names the table, the chain and its rules; rename it, or point
+    O(nft_table) or O(base_chains) at another table). Elsewhere such an object is left alone, with a warning. A rule
+    without our mark inside a chain of ours, or a foreign rule jumping into one, fails every run, O(state=absent)
+    included, since ours could not be changed without touching it. A marked leftover of ours from an earlier
+    placement is removed."
+  - "Fail closed: a run that cannot read the live state, take the host lock (C(/run/lync-xmpp-federation.lock),
+    shared by every backend, waited for at most 120 seconds) or apply its transaction fails, naming the tool and its
+    error; it never reports ok about a host it could not read. When the live rules changed but persisting them
+    failed, the result is failed and changed, and says the rules are in force but will not survive a reload."
+  - "nftables: chains C(lync_xmpp_in), C(lync_xmpp_out), C(lync_xmpp_fwd). Where several tables have a base chain at
+    one hook, ours hangs from the one that decides: policy drop first, then an C(inet) table, then the earliest
+    priority. Translations go to base chains of our own table C(inet lync_xmpp), C(lync_xmpp_dnat) at hook
+    prerouting, priority C(dstnat), and C(lync_xmpp_snat) at hook postrouting, priority C(srcnat): a NAT verdict
+    needs no one else's table, so a foreign nat table (Docker's, iptables-nft's) is never written to."
   - "iptables: chains C(LYNC-XMPP-IN), C(LYNC-XMPP-OUT), C(LYNC-XMPP-FWD) in the filter table (and
     C(LYNC-XMPP-DNAT), C(LYNC-XMPP-SNAT) in the nat table), in iptables and ip6tables as the rules' families
-    need, each entered from C(INPUT), C(OUTPUT), C(FORWARD), C(PREROUTING), C(POSTROUTING)."
-  - "nftables: a host with no base chain at a hook gets a table of ours (C(inet lync_xmpp)) whose base chains have
-    policy accept."
+    need, each entered by one marked jump from C(INPUT), C(OUTPUT), C(FORWARD), C(PREROUTING), C(POSTROUTING).
+    Each family is one C(iptables-restore --noflush) input, validated for both families with C(--test) before
+    either is applied; the kernel commits the two families (and, within one, the filter and nat tables) one after
+    the other. A failure in a later commit puts back what this run committed. A run killed between two commits
+    leaves each family's table wholly old or wholly new, never half of one; the next run sees the difference and
+    completes it."
+  - "nftables: a host with no filter base chain at a hook gets a table of ours (C(inet lync_xmpp)) whose base chains
+    have policy accept."
+  - "Comments are limited in bytes, as the kernels count them: C(lync-xmpp:), the name, C(: ) and the comment
+    together take at most 128 bytes in UTF-8 on nftables and 255 on iptables, ufw and firewalld. A longer one is
+    refused before anything is read, naming the rule, the field and the value; it is never cut, so a re-run never
+    sees a difference that is not there."
   - "firewalld (0.9 or later): policies of ours, C(lync-xmpp-in) (ingress C(ANY), egress C(HOST)), C(lync-xmpp-out)
     (C(HOST) to C(ANY)) and C(lync-xmpp-fwd) (C(ANY) to C(ANY)), with priority -100 (before the zones) and target
     C(CONTINUE), one rich rule per kernel rule, ordered by rich-rule priorities. They are files of ours in

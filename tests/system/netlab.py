@@ -79,6 +79,7 @@ class Namespace(object):
         self._processes = []
         self._interpreter = None
         self._interpreter_lock = threading.Lock()
+        self._wrappers = []
 
     def run(self, *argv, **kwargs):
         return sh('ip', 'netns', 'exec', self.name, *argv, **kwargs)
@@ -101,6 +102,15 @@ class Namespace(object):
             os.chmod(path, 0o755)
             self._interpreter = path
         return self._interpreter
+
+    def interpreter_with_path(self, directory):
+        """A python3 in this namespace whose PATH starts with ``directory``: tools there shadow the real ones."""
+        handle, path = tempfile.mkstemp(prefix='%s-python-path-' % self.name)
+        with os.fdopen(handle, 'w') as script:
+            script.write('#!/bin/sh\nPATH=%s:$PATH exec ip netns exec %s /usr/bin/python3 "$@"\n' % (directory, self.name))
+        os.chmod(path, 0o755)
+        self._wrappers.append(path)
+        return path
 
     def listen(self, address, ports, seconds=120):
         """Accept TCP connections on ``ports`` for at most ``seconds`` (a bounded listener)."""
@@ -143,8 +153,9 @@ class Namespace(object):
         for proc in self._processes:
             proc.kill()
             proc.wait()
-        if self._interpreter and os.path.exists(self._interpreter):
-            os.unlink(self._interpreter)
+        for wrapper in [self._interpreter] + self._wrappers:
+            if wrapper and os.path.exists(wrapper):
+                os.unlink(wrapper)
         sh('ip', 'netns', 'del', self.name, check=False)
 
 
@@ -205,18 +216,21 @@ class Topology(object):
             namespace.delete()
 
 
-def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_federation.firewall_ruleset'):
+def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_federation.firewall_ruleset',
+               interpreter=None):
     """Run the module inside ``namespace`` through ansible itself (AnsiballZ, module_utils and all).
 
-    Returns the module's result dict (``failed`` and ``msg`` on failure).
+    Returns the module's result dict (``failed`` and ``msg`` on failure).  ``interpreter``: another wrapper
+    than the namespace's own (see Namespace.interpreter_with_path).
     """
+    interpreter = interpreter or namespace.interpreter
     env = dict(os.environ)
     env.update({
         'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
         'ANSIBLE_HOST_KEY_CHECKING': '0',
         'ANSIBLE_LOCALHOST_WARNING': '0',
         'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
-        'ANSIBLE_PYTHON_INTERPRETER': namespace.interpreter,
+        'ANSIBLE_PYTHON_INTERPRETER': interpreter,
     })
     tree = tempfile.mkdtemp(prefix='lync-xmpp-result-')
     # The tree callback (-t) writes each host's result as JSON: no output scraping.
@@ -224,7 +238,7 @@ def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_feder
     # ansible_python_interpreter to its own python, which outranks ANSIBLE_PYTHON_INTERPRETER and would
     # run the module in the machine's own network namespace.
     argv = [os.path.join(VENV_BIN, 'ansible'), 'localhost', '-c', 'local', '-m', module, '-a', json.dumps(args),
-            '-e', json.dumps({'ansible_python_interpreter': namespace.interpreter}), '-t', tree]
+            '-e', json.dumps({'ansible_python_interpreter': interpreter}), '-t', tree]
     if check:
         argv.append('--check')
     if diff:
@@ -247,7 +261,8 @@ def ruleset_module(namespace, default_backend, rules=None, **args):
     if rules is not None:
         args['rules'] = rules
     check = args.pop('_check', False)
-    return run_module(namespace, args, check=check)
+    interpreter = args.pop('_interpreter', None)
+    return run_module(namespace, args, check=check, interpreter=interpreter)
 
 
 def failed(result):
