@@ -136,7 +136,88 @@ build_and_check() {
     grep -q '"msg": ".*xmpp-s2s-inbound-dnat-edge02-ipv4' "$work/fw-ext01.txt" \
       || { echo "build: the installed filter did not compute the example's rules:"; cat "$work/rules.txt"; exit 1; }
     echo "build: installed; ansible-doc renders the filter; the installed filter computes the example's rules"
+    linux_only_run "$work" || exit 1
   )
+}
+
+# A Linux-only estate with ansible-core alone: only the installed artifact is on
+# the collection path (no ansible.windows, no community.windows), and the
+# playbooks site (twice: the second run changes nothing) and remove run for
+# real against two network namespaces standing in for a Linux Edge and a Linux
+# external firewall (persist=false: nothing is written outside the namespaces);
+# the verify playbook must load too.
+# Needs root, ip and nft, as the system stage does.
+linux_only_run() {
+  local work=$1
+  # ansible-doc exits 0 on a plugin it cannot find; -j prints {} for it.
+  local windows_docs
+  windows_docs=$(ansible-doc -j -t module community.windows.win_firewall_rule ansible.windows.win_powershell 2>/dev/null) || return 1
+  if [ "$(printf '%s' "$windows_docs" | tr -d '[:space:]')" != '{}' ]; then
+    echo "build: the Windows collections are visible, so this is no ansible-core-only run"; return 1
+  fi
+  [ "$(id -u)" = 0 ] || { echo "build: the Linux-only run needs root (network namespaces)"; return 1; }
+  local edge=lync-build-$$-edge firewall=lync-build-$$-fw namespace status=0
+  for namespace in "$edge" "$firewall"; do
+    ip netns add "$namespace" || return 1
+    printf '#!/bin/sh\nexec ip netns exec %s /usr/bin/python3 "$@"\n' "$namespace" > "$work/python-$namespace"
+    chmod +x "$work/python-$namespace"
+  done
+  cat > "$work/linux-only.yml" <<YAML
+all:
+  vars:
+    ansible_connection: local
+  children:
+    lync_edge:
+      hosts:
+        edge01:
+          ansible_python_interpreter: $work/python-$edge
+          lync_edge_external_ip: [198.51.100.10, "2001:db8:10::10"]
+          lync_edge_internal_ip: 198.51.100.140
+    lync_external_firewall:
+      hosts:
+        fw-ext01:
+          ansible_python_interpreter: $work/python-$firewall
+YAML
+  run_linux_only "$work" "$edge" "$firewall" || status=1
+  for namespace in "$edge" "$firewall"; do
+    ip netns delete "$namespace" || status=1
+  done
+  return "$status"
+}
+
+run_linux_only() {
+  local work=$1 edge=$2 firewall=$3 start
+  local playbook=(ansible-playbook -i "$work/linux-only.yml" -e xmpp_firewall_persist=false)
+  start=$SECONDS
+  "${playbook[@]}" lync.xmpp_federation.site > "$work/site1.txt" 2>&1 \
+    || { echo "build: the Linux-only site run failed:"; cat "$work/site1.txt"; return 1; }
+  if ! grep -Eq '^edge01 +: ok=[0-9]+ +changed=[1-9]' "$work/site1.txt" \
+     || ! grep -Eq '^fw-ext01 +: ok=[0-9]+ +changed=[1-9]' "$work/site1.txt"; then
+    echo "build: the Linux-only site run did not change both hosts:"; cat "$work/site1.txt"; return 1
+  fi
+  # Whole listings into files, then grep: "nft | grep -q" can die of SIGPIPE under pipefail.
+  ip netns exec "$edge" nft list ruleset > "$work/edge.nft" && ip netns exec "$firewall" nft list ruleset > "$work/fw.nft" || return 1
+  if ! grep -q 'dport 5269' "$work/edge.nft" || ! grep -q 'dport 23456' "$work/edge.nft" || ! grep -q 'dport 5269' "$work/fw.nft"; then
+    echo "build: after the Linux-only site run, the namespaces lack the documented ports:"; cat "$work/edge.nft" "$work/fw.nft"; return 1
+  fi
+  local first=$((SECONDS - start))
+  start=$SECONDS
+  "${playbook[@]}" lync.xmpp_federation.site > "$work/site2.txt" 2>&1 \
+    || { echo "build: the second Linux-only site run failed:"; cat "$work/site2.txt"; return 1; }
+  if ! grep -Eq '^edge01 +: ok=[0-9]+ +changed=0 ' "$work/site2.txt" \
+     || ! grep -Eq '^fw-ext01 +: ok=[0-9]+ +changed=0 ' "$work/site2.txt"; then
+    echo "build: the second Linux-only site run was not a no-op:"; cat "$work/site2.txt"; return 1
+  fi
+  local second=$((SECONDS - start))
+  "${playbook[@]}" lync.xmpp_federation.remove > "$work/remove.txt" 2>&1 \
+    || { echo "build: the Linux-only remove run failed:"; cat "$work/remove.txt"; return 1; }
+  ip netns exec "$edge" nft list ruleset > "$work/edge.nft" && ip netns exec "$firewall" nft list ruleset > "$work/fw.nft" || return 1
+  if grep -qi 'lync' "$work/edge.nft" "$work/fw.nft"; then
+    echo "build: the Linux-only remove run left rules of ours:"; cat "$work/edge.nft" "$work/fw.nft"; return 1
+  fi
+  ansible-playbook -i "$work/linux-only.yml" --syntax-check lync.xmpp_federation.verify > "$work/verify.txt" 2>&1 \
+    || { echo "build: with ansible-core alone, the verify playbook does not load:"; cat "$work/verify.txt"; return 1; }
+  echo "build: a Linux-only estate with ansible-core alone: site applied (${first}s), re-run without change (${second}s), removed; verify loads"
 }
 
 stage_system() {
