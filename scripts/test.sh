@@ -2,8 +2,9 @@
 # The project's test command: does its own set-up, then runs every stage.
 #   bash scripts/test.sh              all stages
 #   bash scripts/test.sh units system only those stages
-# Stages: lint, build, sanity, units, system (real kernels in network namespaces,
-# needs root), molecule (podman lab).
+# Stages: lint, build, importer (galaxy-importer on the artifact), sanity and
+# units (each under the newest and the oldest supported ansible-core), system
+# (real kernels in network namespaces, needs root), molecule (podman lab).
 # The stage_* functions are called by name ("stage_$stage"), which shellcheck cannot follow:
 # shellcheck disable=SC2317
 set -euo pipefail
@@ -14,7 +15,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 
 stages=("$@")
-[ "${#stages[@]}" -gt 0 ] || stages=(lint build sanity units system molecule)
+[ "${#stages[@]}" -gt 0 ] || stages=(lint build importer sanity units system molecule)
 
 # ansible-test wants the collection at .../ansible_collections/lync/xmpp_federation.
 # The copy holds the checkout's tracked and untracked-but-not-ignored files
@@ -218,6 +219,56 @@ run_linux_only() {
   ansible-playbook -i "$work/linux-only.yml" --syntax-check lync.xmpp_federation.verify > "$work/verify.txt" 2>&1 \
     || { echo "build: with ansible-core alone, the verify playbook does not load:"; cat "$work/verify.txt"; return 1; }
   echo "build: a Linux-only estate with ansible-core alone: site applied (${first}s), re-run without change (${second}s), removed; verify loads"
+}
+
+# The gate of Galaxy and Automation Hub: galaxy-importer on the built artifact,
+# as those servers import it (ansible-doc of every plugin, ansible-lint with the
+# production profile, flake8 on every Python file, the metadata and README
+# checks), configured by tests/galaxy-importer.cfg, without a container engine.
+# Any warning or error it logs fails the stage.
+stage_importer() {
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/lync-xmpp-importer.XXXXXX")
+  local status=0
+  import_artifact "$work" || status=1
+  rm -rf "$work"
+  return "$status"
+}
+
+import_artifact() {
+  local work=$1
+  ansible-galaxy collection build --output-path "$work" . >/dev/null || return 1
+  local tarball; tarball=$(ls "$work"/lync-xmpp_federation-*.tar.gz) || return 1
+  local status=0
+  # Only the artifact: neither the checkout's collection path nor its PYTHONPATH.
+  (cd "$work" && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH GALAXY_IMPORTER_CONFIG="$top/tests/galaxy-importer.cfg" \
+     python -m galaxy_importer.main "$tarball") > "$work/importer.txt" 2>&1 || status=$?
+  local reported
+  reported=$(grep -E '^(WARNING|ERROR|CRITICAL)' "$work/importer.txt" || true)
+  if [ "$status" != 0 ] || [ -n "$reported" ] || ! grep -qx 'Importer processing completed successfully' "$work/importer.txt"; then
+    echo "importer: galaxy-importer (exit $status) reports:"; cat "$work/importer.txt"; return 1
+  fi
+  # What the servers would show: docs of every plugin, the role's README.
+  python - "$work/importer_result.json" <<'PY' || return 1
+import json
+import sys
+
+result = json.load(open(sys.argv[1]))
+problems, shown = [], []
+for content in result['docs_blob']['contents']:
+    kind, name = content['content_type'], content['content_name']
+    if kind in ('module', 'filter', 'lookup', 'inventory', 'callback', 'connection', 'test'):
+        doc = (content.get('doc_strings') or {}).get('doc') or {}
+        if not doc.get('version_added'):
+            problems.append('%s %s: no documentation with version_added' % (kind, name))
+    if kind == 'role' and not content.get('readme_html'):
+        problems.append('role %s: no README' % name)
+    shown.append('%s %s' % (kind, name))
+if not result['docs_blob']['collection_readme'].get('html'):
+    problems.append('the collection README did not render')
+if problems:
+    sys.exit('importer: ' + '; '.join(problems))
+print('importer: imported without warnings: %s' % ', '.join(shown))
+PY
 }
 
 stage_system() {
