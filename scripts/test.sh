@@ -47,9 +47,10 @@ collection_tree() {
 # same with the interpreter's own ensurepip and then pip-installs the pip
 # version ansible-test asks for (from the package index, as usual).
 ansible_test_pip_bootstrap() {
+  local python=$1
   local cache=$HOME/.ansible/test/cache
   local version
-  version=$(python -c 'from ansible_test._internal.python_requirements import get_venv_packages as p; print(p(type("P", (), {"version": "3.11"})())["pip"])')
+  version=$("$python" -c 'from ansible_test._internal.python_requirements import get_venv_packages as p; print(p(type("P", (), {"version": "3.11"})())["pip"])')
   local script=$cache/get_pip_${version//./_}.py
   [ -s "$script" ] && return 0
   mkdir -p "$cache"
@@ -70,19 +71,43 @@ stage_lint() {
 }
 
 # ansible-test runs on the copy only: the checkout's collection path must not
-# shadow it.
+# shadow it. The first argument is the virtualenv whose ansible-core runs it:
+# .venv holds the newest ansible-core that installs here (requirements-dev.txt),
+# .cache/venv-ansible-core-2.16 the oldest the collection supports
+# (meta/runtime.yml; tests/requirements-ansible-core-2.16.txt).
 ansible_test() {
+  local venv=$1; shift
   local tree; tree=$(collection_tree)
-  ansible_test_pip_bootstrap
-  (cd "$tree" && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH ansible-test "$@" --venv --python 3.11 --color no)
+  ansible_test_pip_bootstrap "$venv/bin/python"
+  local version; version=$("$venv/bin/ansible" --version) || return 1
+  echo "ansible-test $1 under ${version%%$'\n'*}"
+  (cd "$tree" && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH PATH="$venv/bin:$PATH" \
+     ansible-test "$@" --venv --python 3.11 --color no)
+}
+
+ansible_core_venvs=("$top/.venv" "$top/.cache/venv-ansible-core-2.16")
+
+# Runs one ansible-test command under each ansible-core, timing each.
+ansible_test_each_core() {
+  local venv start status=0
+  for venv in "${ansible_core_venvs[@]}"; do
+    start=$SECONDS
+    if ansible_test "$venv" "$@"; then
+      echo "ansible-test $1: passed under $(basename "$venv") in $((SECONDS - start))s"
+    else
+      echo "ansible-test $1: FAILED under $(basename "$venv") after $((SECONDS - start))s"
+      status=1
+    fi
+  done
+  return "$status"
 }
 
 stage_sanity() {
-  ansible_test sanity
+  ansible_test_each_core sanity
 }
 
 stage_units() {
-  ansible_test units
+  ansible_test_each_core units
 }
 
 # The collection artifact: build it, look inside, install it where nothing
