@@ -2,9 +2,10 @@
 # The project's test command: does its own set-up, then runs every stage.
 #   bash scripts/test.sh              all stages
 #   bash scripts/test.sh units system only those stages
-# Stages: lint, build, importer (galaxy-importer on the artifact), sanity and
-# units (each under the newest and the oldest supported ansible-core), system
-# (real kernels in network namespaces, needs root), molecule (podman lab).
+# Stages: lint, build, importer (galaxy-importer on the artifact), ee (execution
+# environment contexts), sanity and units (each under the newest and the oldest
+# supported ansible-core), system (real kernels in network namespaces, needs
+# root), molecule (podman lab).
 # The stage_* functions are called by name ("stage_$stage"), which shellcheck cannot follow:
 # shellcheck disable=SC2317
 set -euo pipefail
@@ -15,7 +16,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 
 stages=("$@")
-[ "${#stages[@]}" -gt 0 ] || stages=(lint build importer sanity units system molecule)
+[ "${#stages[@]}" -gt 0 ] || stages=(lint build importer ee sanity units system molecule)
 
 # ansible-test wants the collection at .../ansible_collections/lync/xmpp_federation.
 # The copy holds the checkout's tracked and untracked-but-not-ignored files
@@ -294,6 +295,82 @@ if problems:
     sys.exit('importer: ' + '; '.join(problems))
 print('importer: imported without warnings: %s' % ', '.join(shown))
 PY
+}
+
+# Execution environments (AWX / Automation Platform), without a container
+# engine: ansible-builder creates the build context of the shipped definition,
+# execution-environment/execution-environment.yml (no image is built); then
+# the steps of an image build that need no container run here on the built
+# artifact: the context of a definition that installs it from its tarball, its
+# galaxy step (ansible-galaxy on the context's requirements.yml) and its
+# introspection, which must find the collection's Python requirements
+# (meta/execution-environment.yml -> requirements.txt).
+stage_ee() {
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/lync-xmpp-ee.XXXXXX")
+  local status=0
+  ee_contexts "$work" || status=1
+  rm -rf "$work"
+  return "$status"
+}
+
+ee_contexts() {
+  local work=$1
+  ansible-builder create -f execution-environment/execution-environment.yml -c "$work/context" > "$work/create.txt" 2>&1 \
+    || { echo "ee: ansible-builder create failed:"; cat "$work/create.txt"; return 1; }
+  if grep -q WARNING "$work/create.txt"; then echo "ee: ansible-builder warns:"; cat "$work/create.txt"; return 1; fi
+  python - "$work/context" requirements.txt <<'PY' || return 1
+import os
+import sys
+
+import yaml
+
+context, collection_requirements = sys.argv[1], sys.argv[2]
+problems = []
+if 'ansible-galaxy collection install' not in open(os.path.join(context, 'Containerfile')).read():
+    problems.append('the Containerfile installs no collection')
+galaxy = yaml.safe_load(open(os.path.join(context, '_build', 'requirements.yml')))
+if 'lync.xmpp_federation' not in [entry['name'] for entry in galaxy.get('collections', [])]:
+    problems.append('its galaxy requirements do not install lync.xmpp_federation')
+python = [line.strip() for line in open(os.path.join(context, '_build', 'requirements.txt')) if line.strip()]
+wanted = [line.strip() for line in open(collection_requirements) if line.strip() and not line.startswith('#')]
+problems.extend('its Python requirements lack %s' % each for each in wanted if each not in python)
+if problems:
+    sys.exit('ee: the context of execution-environment/execution-environment.yml: ' + '; '.join(problems))
+PY
+  # The same EE, installing the collection from the tarball just built.
+  (unset PYTHONPATH ANSIBLE_COLLECTIONS_PATH
+   ansible-galaxy collection build --output-path "$work" . >/dev/null) || return 1
+  local tarball; tarball=$(basename "$(ls "$work"/lync-xmpp_federation-*.tar.gz)") || return 1
+  cat > "$work/from-tarball.yml" <<YAML
+version: 3
+images:
+  base_image:
+    name: ee-base:latest
+additional_build_files:
+  - src: $work/$tarball
+    dest: collections
+dependencies:
+  galaxy:
+    collections:
+      - name: collections/$tarball
+        type: file
+YAML
+  ansible-builder create -f "$work/from-tarball.yml" -c "$work/tarball-context" > "$work/create.txt" 2>&1 \
+    || { echo "ee: ansible-builder create (from the tarball) failed:"; cat "$work/create.txt"; return 1; }
+  # The image build's galaxy step, as its Containerfile runs it (in _build; no
+  # Galaxy server here, so without the dependencies), then its introspection.
+  (cd "$work/tarball-context/_build" && env -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH \
+     ansible-galaxy collection install --offline --no-deps -r requirements.yml -p "$work/ee-collections") > "$work/galaxy.txt" 2>&1 \
+    || { echo "ee: the context's galaxy step failed:"; cat "$work/galaxy.txt"; return 1; }
+  ansible-builder introspect "$work/ee-collections" > "$work/introspect.txt" 2>&1 \
+    || { echo "ee: ansible-builder introspect failed:"; cat "$work/introspect.txt"; return 1; }
+  local requirement
+  while read -r requirement; do
+    case $requirement in ''|'#'*) continue ;; esac
+    grep -qF -- "- '$requirement  # from collection lync.xmpp_federation'" "$work/introspect.txt" \
+      || { echo "ee: introspection of the installed artifact lacks $requirement:"; cat "$work/introspect.txt"; return 1; }
+  done < requirements.txt
+  echo "ee: contexts created (the shipped definition; one from the tarball, whose galaxy step installs it and whose introspection finds $(grep -c 'from collection lync.xmpp_federation' "$work/introspect.txt") Python requirements of the collection)"
 }
 
 stage_system() {
