@@ -3,9 +3,10 @@
 #   bash scripts/test.sh              all stages
 #   bash scripts/test.sh units system only those stages
 # Stages: lint, build, importer (galaxy-importer on the artifact), ee (execution
-# environment contexts), sanity and units (each under the newest and the oldest
-# supported ansible-core), system (real kernels in network namespaces, needs
-# root), molecule (podman lab).
+# environment contexts), docs (antsibull-docs and antsibull-changelog lint),
+# sanity and units (each under the newest and the oldest supported
+# ansible-core), system (real kernels in network namespaces, needs root),
+# molecule (podman lab).
 # The stage_* functions are called by name ("stage_$stage"), which shellcheck cannot follow:
 # shellcheck disable=SC2317
 set -euo pipefail
@@ -16,7 +17,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 
 stages=("$@")
-[ "${#stages[@]}" -gt 0 ] || stages=(lint build importer ee sanity units system molecule)
+[ "${#stages[@]}" -gt 0 ] || stages=(lint build importer ee docs sanity units system molecule)
 
 # ansible-test wants the collection at .../ansible_collections/lync/xmpp_federation.
 # The copy holds the checkout's tracked and untracked-but-not-ignored files
@@ -371,6 +372,18 @@ YAML
       || { echo "ee: introspection of the installed artifact lacks $requirement:"; cat "$work/introspect.txt"; return 1; }
   done < requirements.txt
   echo "ee: contexts created (the shipped definition; one from the tarball, whose galaxy step installs it and whose introspection finds $(grep -c 'from collection lync.xmpp_federation' "$work/introspect.txt") Python requirements of the collection)"
+}
+
+# The collection's documentation as the Ansible docsite renders it:
+# antsibull-docs lint-collection-docs (every plugin's and the role's docs, the
+# extra docs in docs/docsite/, links.yml, references to this collection and to
+# the collections it depends on), and the changelog fragments as
+# antsibull-changelog will release them.
+stage_docs() {
+  antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs \
+    --validate-collection-refs all --disallow-unknown-collection-refs . || return 1
+  antsibull-changelog lint || return 1
+  echo "docs: antsibull-docs lint-collection-docs and antsibull-changelog lint found nothing"
 }
 
 stage_system() {
