@@ -131,15 +131,48 @@ build_and_check() {
   tar -tzf "$tarball" > "$work/contents.txt" || return 1
   echo "build: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB, $(wc -l < "$work/contents.txt") entries"
   local unwanted
-  unwanted=$(grep -E '^(\./)?(tests|molecule|lab|bench|scripts|\.venv|\.cache|\.git|\.ci|\.lab)(/|$)|__pycache__|\.pyc$' "$work/contents.txt" || true)
+  unwanted=$(grep -E '^(\./)?(tests|molecule|lab|bench|scripts|\.venv|\.cache|\.git|\.ci|\.lab|requirements-dev\.txt)(/|$)|__pycache__|\.pyc$' "$work/contents.txt" || true)
   if [ -n "$unwanted" ]; then
     echo "build: the artifact holds files that are not the collection:"; echo "$unwanted"; return 1
   fi
   local wanted
   for wanted in MANIFEST.json FILES.json meta/runtime.yml plugins/filter/host_rules.py \
-                plugins/module_utils/rule_model.py plugins/module_utils/matrix.py roles/xmpp_firewall/defaults/main.yml; do
+                plugins/module_utils/rule_model.py plugins/module_utils/matrix.py roles/xmpp_firewall/defaults/main.yml \
+                roles/xmpp_firewall/README.md COPYING LICENSES/GPL-3.0-or-later.txt requirements.txt \
+                meta/execution-environment.yml docs/docsite/links.yml; do
     grep -qx "$wanted" "$work/contents.txt" || { echo "build: $wanted is missing from the artifact"; return 1; }
   done
+  # The licence travels with the code: every SPDX-License-Identifier in the
+  # artifact names a licence whose text is in its LICENSES/.
+  mkdir -p "$work/unpacked" && tar -C "$work/unpacked" -xzf "$tarball" || return 1
+  python - "$work/unpacked" <<'PY' || return 1
+import os
+import re
+import sys
+
+root = sys.argv[1]
+named, problems = {}, []
+for folder, _dirs, files in os.walk(root):
+    for name in files:
+        path = os.path.join(folder, name)
+        with open(path, 'rb') as handle:
+            text = handle.read().decode('utf-8', 'replace')
+        for identifier in re.findall(r'SPDX-License-Identifier: *([A-Za-z0-9.+-]+)', text):
+            named.setdefault(identifier, os.path.relpath(path, root))
+if not named:
+    problems.append('no file carries an SPDX-License-Identifier')
+for identifier, example in sorted(named.items()):
+    if not os.path.isfile(os.path.join(root, 'LICENSES', identifier + '.txt')):
+        problems.append('%s (named in %s) has no LICENSES/%s.txt' % (identifier, example, identifier))
+gpl = open(os.path.join(root, 'LICENSES', 'GPL-3.0-or-later.txt')).read()
+if 'GNU GENERAL PUBLIC LICENSE' not in gpl or 'Version 3, 29 June 2007' not in gpl or 'END OF TERMS AND CONDITIONS' not in gpl:
+    problems.append('LICENSES/GPL-3.0-or-later.txt is not the full GPL version 3 text')
+if open(os.path.join(root, 'COPYING')).read() != gpl:
+    problems.append('COPYING differs from LICENSES/GPL-3.0-or-later.txt')
+if problems:
+    sys.exit('build: ' + '; '.join(problems))
+print('build: the artifact carries the licence text of every SPDX identifier in it (%s)' % ', '.join(sorted(named)))
+PY
   # Only the installed copy is visible from here on: the checkout is the
   # collection through PYTHONPATH and .cache/collections, so both go.
   (
