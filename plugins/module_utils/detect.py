@@ -84,9 +84,9 @@ def iptables_nft_tables(ruleset):
 def native_tables(ruleset):
     """Tables of the admin's own (not iptables-nft's, not ours) that hold a base chain."""
     made_by_iptables = iptables_nft_tables(ruleset)
-    return set((family, table) for (family, table, _chain), properties in ruleset.chains.items()
-               if properties and (family, table) not in made_by_iptables and (family, table) != OUR_TABLE
-               and family in ('inet', 'ip', 'ip6'))
+    candidates = set((family, table) for (family, table, _chain), properties in ruleset.chains.items()
+                     if properties and family in ('inet', 'ip', 'ip6'))
+    return candidates - made_by_iptables - set([OUR_TABLE])
 
 
 def legacy_tables_present(paths):

@@ -374,10 +374,10 @@ class FamilyState(object):
                 if not marked and not marked_jumps:
                     held = [describe_spec(table_name, name, spec) for spec in specs[:3]]
                     held += ['-A %s %s' % (jump[0], jump[2]) for jump in into[name][:3]]
+                    listing = ': ' + '; '.join(held) if held else ''
                     self.foreign[(table_name, name)] = (
                         '%s %s table, chain %s is named like ours but carries none of our marks (no rule of ours '
-                        'in it, no jump of ours to it)%s' % (label, table_name, name,
-                                                              ': ' + '; '.join(held) if held else ''))
+                        'in it, no jump of ours to it)%s' % (label, table_name, name, listing))
                     continue
                 for spec in unmarked:
                     self.tainted.append('%s %s table, chain %s: holds a rule that is not ours: %s'
@@ -686,8 +686,7 @@ class IptablesBackend(Backend):
         for chain in wanted:
             base = self.base_chain(SECTION_OF_CHAIN[chain], family)
             to_chain = [jump for jump in jumps if jump[2] == chain]
-            if (len(to_chain) == 1 and to_chain[0][0] == base and to_chain[0][1] == 0
-                    and to_chain[0][3] == jump_spec(chain)):
+            if len(to_chain) == 1 and to_chain[0][:2] == (base, 0) and to_chain[0][3] == jump_spec(chain):
                 keep_jump.add(chain)
         # Every other jump to our chains goes (misplaced, duplicated, or to a chain no longer needed);
         # '-D' by full specification removes the first match, once per copy.

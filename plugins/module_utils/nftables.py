@@ -353,8 +353,9 @@ class Ruleset(object):
 
     def has_our_names(self):
         """True when a table or chain carries one of our names: only then do marks need reading."""
-        return (any(table == OUR_TABLE[1] for _family, table in self.tables)
-                or any(chain in SECTION_OF_CHAIN for _family, _table, chain in self.chains))
+        if any(table == OUR_TABLE[1] for _family, table in self.tables):
+            return True
+        return any(chain in SECTION_OF_CHAIN for _family, _table, chain in self.chains)
 
     def add_listing(self, text):
         """Table and chain comments and rule texts from ``nft -a list ruleset``."""
@@ -399,10 +400,11 @@ class Ruleset(object):
 
     def base_chains(self, chain_type, hook, family):
         """[(table, chain, properties)] of the given type at the given hook that can see ``family``'s packets."""
+        def sees(properties, table_family):
+            return all((properties, (properties or {}).get('type') == chain_type,
+                        (properties or {}).get('hook') == hook, family in TABLE_FAMILIES.get(table_family, ())))
         return [((table_family, table), chain, properties)
-                for (table_family, table, chain), properties in self.chains.items()
-                if properties and properties.get('type') == chain_type and properties.get('hook') == hook
-                and family in TABLE_FAMILIES.get(table_family, ())]
+                for (table_family, table, chain), properties in self.chains.items() if sees(properties, table_family)]
 
 
 def _jump_targets(rule):

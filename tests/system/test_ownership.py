@@ -304,7 +304,7 @@ def test_nftables_persistence_failing_after_apply_is_failed_and_changed(make_hos
 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_iptables_persistence_failing_after_apply_is_failed_and_changed(variant, make_host, read_only_directory,
-                                                                         tmp_path):
+                                                                        tmp_path):
     namespace = make_host('iptables', variant)
     files = {'ipv4': os.path.join(read_only_directory, 'rules.v4'), 'ipv6': str(tmp_path / 'rules.v6')}
     result = ipt_module(namespace, SERVER_RULES, persist=True, iptables_save_files=files)
