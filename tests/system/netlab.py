@@ -247,7 +247,10 @@ def run_module(namespace, args, check=False, diff=False, module='lync.xmpp_feder
                           check=False)
     try:
         with open(os.path.join(tree, 'localhost')) as result:
-            return json.load(result)
+            outcome = json.load(result)
+        # What ansible printed (warnings among it: the result tree leaves them out).
+        outcome['_output'] = proc.stdout + proc.stderr
+        return outcome
     except (IOError, OSError, ValueError):
         raise RuntimeError('ansible gave no result (%d): %s %s' % (proc.returncode, proc.stdout, proc.stderr))
     finally:
