@@ -741,10 +741,13 @@ def test_nat_for_an_edge_named_by_its_address():
 
 def test_rule_errors_name_the_row():
     hostvars, groups = topology(**SINGLE_EDGE)
-    matrix = bad_row(id='custom-row', comment='x' * 115)
+    # 'lync-xmpp:' + 'custom-row-ipv4' + ': ' = 27 bytes, + 229 = 256: one byte over the loosest kernel limit.
+    matrix = bad_row(id='custom-row', comment='x' * 229)
     assert error_of('edge1', hostvars, groups, matrix=matrix).startswith(
-        "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row' (custom-row-ipv4): field 'comment': name "
-        "and comment together exceed 128 characters")
+        "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row' (custom-row-ipv4): field 'comment': '%s' "
+        "is 229 bytes in UTF-8, which makes the rule's kernel comment ('lync-xmpp:', the name, ': ', the comment) "
+        "256 bytes, more than the 255 bytes any firewall backend takes: shorten it by 1 byte" % ('x' * 229))
+    assert translate('edge1', hostvars, groups, matrix=bad_row(id='custom-row', comment='x' * 228))
     clash = dict(MATRIX[0], id='xmpp-s2s-inbound-dnat-edge1')
     hostvars, groups = single_edge(lync_edge_public_ip='198.51.100.62')
     assert error_of('fw-ext', hostvars, groups, matrix=MATRIX + [clash]) == (
