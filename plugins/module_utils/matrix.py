@@ -105,7 +105,7 @@ def _endpoint(row, field, where):
     value = row[field]
     if isinstance(value, str):
         if value not in ENDPOINTS:
-            raise RuleError("%s: field '%s': unknown endpoint '%s' (known: %s, or a list of networks)"
+            raise RuleError("%s: field '%s': unknown endpoint %r (known: %s, or a list of networks)"
                             % (where, field, value, ', '.join(ENDPOINTS)))
         return value
     if isinstance(value, (list, tuple)) and value:

@@ -335,8 +335,8 @@ def normalize_rule(rule, where='rule'):
     if nat not in (None, ''):
         normalized['nat'] = _choice(rule, 'nat', NAT_KINDS, None, where)
         if normalized['direction'] != 'forward':
-            raise RuleError("%s: field 'nat': translation is only done on forward rules, not %s"
-                            % (where, _text(normalized['direction'])))
+            raise RuleError("%s: field 'nat': %s is only done on forward rules, and field 'direction' is %s"
+                            % (where, _text(normalized['nat']), _text(normalized['direction'])))
         if normalized['action'] != 'accept':
             raise RuleError("%s: field 'action': a translation rule has no verdict other than accept, not %s"
                             % (where, _text(normalized['action'])))

@@ -407,7 +407,7 @@ def test_snat_rule_ipv6():
 
 
 @pytest.mark.parametrize('change, message', [
-    (dict(direction='in'), "field 'nat': translation is only done on forward rules, not 'in'"),
+    (dict(direction='in'), "field 'nat': 'dnat' is only done on forward rules, and field 'direction' is 'in'"),
     (dict(action='drop'), "field 'action': a translation rule has no verdict other than accept, not 'drop'"),
     (dict(destination=[]), "field 'destination' is required on a dnat rule"),
     (dict(nat_to=None), "field 'nat_to' is required on a dnat rule"),
