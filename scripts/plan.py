@@ -64,8 +64,10 @@ def main():
     rows = []
     for host in sorted(h.name for h in inventory.get_hosts(args.host)):
         own = hostvars[host]
-        host_matrix = list(own.get('xmpp_firewall_matrix') or matrix) + list(own.get('xmpp_firewall_extra_rows') or [])
-        rules = host_rules(host_matrix, host, hostvars, groups)
+        # As the role does: the inventory's matrix replaces the default (even an empty one), and the extra rows
+        # go in on their own, so that an error in one of them names xmpp_firewall_extra_rows.
+        rules = host_rules(own.get('xmpp_firewall_matrix', matrix), host, hostvars, groups,
+                           extra_rows=own.get('xmpp_firewall_extra_rows'))
         for rule in rules:
             action = rule['action'] + (' %s to %s' % (rule['nat'], rule['nat_to']) if rule.get('nat') else '')
             rows.append((host, rule['name'], rule['direction'], rule['protocol'],

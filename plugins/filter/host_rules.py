@@ -35,8 +35,19 @@ description:
   - The output is sorted by name and is the same, byte for byte, for the same input.
   - Reads only the groups C(lync_edge), C(lync_front_end), C(lync_external_firewall), C(lync_internal_firewall)
     and the variables of the hosts in them, so its cost does not grow with unrelated hosts.
-  - Bad input fails with an error naming the host, the variable and the value. The inventory variables of
-    every Edge are checked whichever host is translated, so a broken Edge fails every host's run alike.
+  - Bad input fails with an error naming the host, the variable (and the row and field) and the value. The
+    inventory variables of every Edge are checked whichever host is translated, so a broken Edge fails every
+    host's run alike.
+  - Scoped IPv6 addresses (V(fe80::1%eth0)) are refused wherever an address is read (inventory variables,
+    partner networks, rows), because nftables and iptables take no zone.
+  - Each rule's kernel comment is V(lync-xmpp:), the rule name and, when the row has a C(comment), a colon, a
+    space and the comment. The kernels limit it in UTF-8 bytes, not characters. A rule whose kernel comment
+    is over 255 bytes, the most any kernel stores (the iptables comment match), is refused here; on nftables,
+    which stores 128 bytes, the module M(lync.xmpp_federation.firewall_ruleset) refuses more than 128.
+    Comments are refused, never cut, because a cut comment would read back different from the rule and every
+    later run would report a change. A rule name takes up to 64 bytes (ASCII only), so a comment of up to 52
+    bytes always fits on nftables, and one of up to 179 bytes on iptables.
+  - Comments must be text without quotes, backslashes, control characters or line separators.
 positional: host, hostvars, groups
 options:
   _input:
@@ -71,6 +82,16 @@ options:
       - Defaults to the host's C(xmpp_firewall_partner_networks), or an empty list (Any, as documented).
     type: list
     elements: str
+  extra_rows:
+    description:
+      - Rows added to the matrix, in the same format as the input; the role passes C(xmpp_firewall_extra_rows).
+      - Validated as a list of their own, so that an error in one of them names C(xmpp_firewall_extra_rows) and the
+        row's id (or its index in that list), not C(xmpp_firewall_matrix). Row ids are unique across both lists.
+      - Rows appended to the input instead (C(xmpp_firewall_matrix + xmpp_firewall_extra_rows)) give the same
+        rules; their errors then name C(xmpp_firewall_matrix).
+    type: list
+    elements: dict
+    default: []
   restrict_internal_sources:
     description:
       - Narrow the "Any" of rows marked C(any_narrowed_to=front_end) (23456) to the C(lync_internal_ip)
@@ -85,6 +106,12 @@ EXAMPLES = r'''
   ansible.builtin.set_fact:
     xmpp_firewall_rules: >-
       {{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups) }}
+
+- name: The documented matrix plus rows of your own, whose errors name xmpp_firewall_extra_rows
+  ansible.builtin.set_fact:
+    xmpp_firewall_rules: >-
+      {{ xmpp_firewall_matrix | lync.xmpp_federation.host_rules(inventory_hostname, hostvars, groups,
+                                                                extra_rows=xmpp_firewall_extra_rows) }}
 
 - name: Only two partner networks may use 5269, and only the Front End pool may reach 23456
   ansible.builtin.debug:
@@ -108,7 +135,8 @@ _value:
     - The host's rules, sorted by name. Each rule has C(name), C(direction) (C(in), C(out) or C(forward)),
       C(protocol), C(ports) (integers and C("low-high") strings), C(source) and C(destination) (lists of
       networks with prefix length; an empty list means any), C(action) and C(comment).
-    - Translation rules on the external firewall also have C(nat) (C(dnat) or C(snat)) and C(nat_to).
+    - Translation rules on the external firewall also have C(nat) (C(dnat) or C(snat)) and C(nat_to), one host
+      address of the rule's own address family, without prefix length.
   type: list
   elements: dict
 '''
@@ -119,10 +147,10 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.matrix import
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError
 
 
-def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None):
+def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None, extra_rows=None):
     try:
         return translate(matrix, host, hostvars, groups, partner_networks=partner_networks,
-                         restrict_internal_sources=restrict_internal_sources)
+                         restrict_internal_sources=restrict_internal_sources, extra_rows=extra_rows)
     except RuleError as error:
         raise AnsibleFilterError('lync.xmpp_federation.host_rules: %s' % error)
 

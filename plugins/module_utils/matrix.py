@@ -39,6 +39,7 @@ from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_T
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     ACTIONS,
     COMMENT_FORBIDDEN,
+    COMMENT_RULES,
     NAME_PATTERN,
     PROTOCOLS,
     RuleError,
@@ -64,6 +65,7 @@ VAR_FRONT_END = 'lync_internal_ip'
 VAR_PARTNERS = 'xmpp_firewall_partner_networks'
 VAR_RESTRICT = 'xmpp_firewall_restrict_internal_sources'
 MATRIX_VARIABLE = 'xmpp_firewall_matrix'
+EXTRA_ROWS_VARIABLE = 'xmpp_firewall_extra_rows'
 
 ANY = 'any'
 EDGE_EXTERNAL = 'edge_external'
@@ -82,17 +84,28 @@ FAMILY_SUFFIX_LENGTH = 5
 RULE_NAME_MAX = 64
 
 
-def _row_where(index, row):
+def _row_where(index, row, variable):
+    """Where a row is: its variable, and its id or, without a usable id, its index in that variable's list."""
     row_id = row.get('id') if isinstance(row, dict) else None
-    label = "row '%s'" % row_id if isinstance(row_id, str) else 'row %d' % index
-    return "variable '%s': %s" % (MATRIX_VARIABLE, label)
+    label = 'row %r' % row_id if isinstance(row_id, str) else 'row %d' % index
+    return "variable '%s': %s" % (variable, label)
+
+
+def _rule_where(host, row):
+    return "host '%s': variable '%s': row '%s'" % (host, row['variable'], row['id'])
+
+
+def _required(mapping, field):
+    """', not <value>' for a field given but empty, '' for one not given: the message shows what was written."""
+    value = mapping.get(field)
+    return '' if value is None else ', not %r' % (value,)
 
 
 def _endpoint(row, field, where):
     value = row[field]
     if isinstance(value, str):
         if value not in ENDPOINTS:
-            raise RuleError("%s: field '%s': unknown endpoint '%s' (known: %s, or a list of networks)"
+            raise RuleError("%s: field '%s': unknown endpoint %r (known: %s, or a list of networks)"
                             % (where, field, value, ', '.join(ENDPOINTS)))
         return value
     if isinstance(value, (list, tuple)) and value:
@@ -101,9 +114,9 @@ def _endpoint(row, field, where):
                     % (where, field, value, ', '.join(ENDPOINTS)))
 
 
-def normalize_row(row, index, host_where):
-    """One matrix row, validated: a dict with every field of ROW_FIELDS."""
-    where = '%s: %s' % (host_where, _row_where(index, row))
+def normalize_row(row, index, host_where, variable=MATRIX_VARIABLE):
+    """One matrix row, validated: a dict with every field of ROW_FIELDS, and the variable it came from."""
+    where = '%s: %s' % (host_where, _row_where(index, row, variable))
     if not isinstance(row, dict):
         raise RuleError('%s: %r is not a row (a dict is expected)' % (where, row))
     unknown = sorted(str(key) for key in row if key not in ROW_FIELDS)
@@ -112,7 +125,7 @@ def normalize_row(row, index, host_where):
                         % (where, ', '.join("'%s'" % key for key in unknown), ', '.join(ROW_FIELDS)))
     for field in ROW_REQUIRED:
         if row.get(field) in (None, '', []):
-            raise RuleError("%s: field '%s' is required" % (where, field))
+            raise RuleError("%s: field '%s' is required%s" % (where, field, _required(row, field)))
     if not isinstance(row['id'], str) or not NAME_PATTERN.match(row['id']) or len(row['id']) > ROW_ID_MAX:
         raise RuleError("%s: field 'id': %r must be 1-%d letters, digits, '.', '_' or '-', starting with a letter "
                         "or digit" % (where, row['id'], ROW_ID_MAX))
@@ -129,15 +142,15 @@ def normalize_row(row, index, host_where):
     comment = row.get('comment') or ''
     # Checked here, not only in the rule model, so that the error names the row.
     if not isinstance(comment, str) or COMMENT_FORBIDDEN.search(comment):
-        raise RuleError("%s: field 'comment': %r must be text without quotes, backslashes or control characters"
-                        % (where, comment))
+        raise RuleError("%s: field 'comment': %r %s" % (where, comment, COMMENT_RULES))
     source = _endpoint(row, 'source', where)
     destination = _endpoint(row, 'destination', where)
     edge_ends = set(end for end in (source, destination) if end in (EDGE_EXTERNAL, EDGE_INTERNAL))
     if not edge_ends:
-        raise RuleError("%s: one end of the row must be edge_external or edge_internal, not %r and %r"
-                        % (where, source, destination))
+        raise RuleError("%s: fields 'source' and 'destination': one end of the row must be edge_external or "
+                        "edge_internal, not %r and %r" % (where, source, destination))
     return {
+        'variable': variable,
         'id': row['id'],
         'transport': transport.lower(),
         'ports': normalize_ports(row['ports'], "%s: field 'ports'" % where),
@@ -221,7 +234,8 @@ class _Inventory(object):
                 value, used = host_vars.get(fallback), '%s (from %s)' % (variable, fallback)
             if value in (None, '', []):
                 if required:
-                    raise RuleError("host '%s': variable '%s' is required and not set" % (host, variable))
+                    given = _required(host_vars, variable)
+                    raise RuleError("host '%s': variable '%s' is required%s" % (host, variable, given or ' and not set'))
                 self._cache[key] = []
             else:
                 where = "host '%s': variable '%s'" % (host, used)
@@ -313,8 +327,9 @@ class _Translation(object):
             return sort_networks(address for host in front_ends for address in self.inv.front_end_addresses(host))
         return []
 
-    def resolve(self, row, endpoint):
-        """The addresses of an endpoint across the inventory ([] = any)."""
+    def resolve(self, row, field):
+        """The addresses of a row's end ('source' or 'destination') across the inventory ([] = any)."""
+        endpoint = row[field]
         if endpoint == ANY:
             return self._narrowed_any(row)
         if endpoint == PARTNERS:
@@ -326,8 +341,8 @@ class _Translation(object):
             front_ends = self.inv.group(GROUP_FRONT_END)
             if not front_ends:
                 # An empty end would silently drop the row; "any" is not what the row says either.
-                raise RuleError("host '%s': variable '%s': row '%s' uses endpoint '%s', but group '%s' is empty"
-                                % (self.inv.host, MATRIX_VARIABLE, row['id'], FRONT_END, GROUP_FRONT_END))
+                raise RuleError("%s: field '%s': '%s', but group '%s' is empty"
+                                % (_rule_where(self.inv.host, row), field, FRONT_END, GROUP_FRONT_END))
             return sort_networks(address for host in front_ends for address in self.inv.front_end_addresses(host))
         return list(endpoint)
 
@@ -372,18 +387,19 @@ class _Translation(object):
 
     def _add(self, row, rule):
         """Check the rule where its row is known, so that an error names the row, not a list index."""
-        where = "host '%s': variable '%s': row '%s'" % (self.inv.host, MATRIX_VARIABLE, row['id'])
+        where = _rule_where(self.inv.host, row)
         rule = normalize_rule(rule, where)
         earlier = self._row_of_name.get(rule['name'])
         if earlier is not None:
-            raise RuleError("host '%s': variable '%s': rows '%s' and '%s' both give a rule named '%s'; rename one "
-                            "of the rows" % (self.inv.host, MATRIX_VARIABLE, earlier, row['id'], rule['name']))
-        self._row_of_name[rule['name']] = row['id']
+            elsewhere = '' if earlier['variable'] == row['variable'] else " of variable '%s'" % earlier['variable']
+            raise RuleError("%s: field 'id': its rule '%s' has the name of a rule of row '%s'%s; rename one of the "
+                            "rows" % (where, rule['name'], earlier['id'], elsewhere))
+        self._row_of_name[rule['name']] = row
         self.rules.append(rule)
 
     def _endpoint_pair(self, row):
-        source = self.resolve(row, row['source'])
-        destination = self.resolve(row, row['destination'])
+        source = self.resolve(row, 'source')
+        destination = self.resolve(row, 'destination')
         return (source, destination, self._is_any(row, row['source'], source),
                 self._is_any(row, row['destination'], destination))
 
@@ -440,11 +456,17 @@ class _Translation(object):
                                   nat='snat', nat_to=_bare(public))
 
 
-def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None):
-    """The rule list (canonical, sorted) for one host; raises RuleError on bad input."""
+def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None, extra_rows=None):
+    """The rule list (canonical, sorted) for one host; raises RuleError on bad input.
+
+    ``extra_rows`` (the role's xmpp_firewall_extra_rows) are rows added to ``matrix``, validated under their own
+    variable's name so that an error in one of them names that variable and the row's index in it.
+    """
     host_where = "host '%s'" % host
-    if not isinstance(matrix, (list, tuple)):
-        raise RuleError("%s: variable '%s': %r is not a list of rows" % (host_where, MATRIX_VARIABLE, matrix))
+    row_lists = ((MATRIX_VARIABLE, matrix), (EXTRA_ROWS_VARIABLE, [] if extra_rows is None else extra_rows))
+    for variable, rows in row_lists:
+        if not isinstance(rows, (list, tuple)):
+            raise RuleError("%s: variable '%s': %r is not a list of rows" % (host_where, variable, rows))
     # The magic variables, passed in the wrong order or not at all, would otherwise fail deep inside.
     for argument, value in (('hostvars', hostvars), ('groups', groups)):
         if value is not None and not isinstance(value, Mapping):
@@ -466,12 +488,16 @@ def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_i
     if GROUP_FRONT_END in roles and len(roles) > 1:
         raise RuleError("%s: is in group '%s' and in %s; a Front End server cannot also be a firewall"
                         % (host_where, GROUP_FRONT_END, ', '.join("'%s'" % group for group in roles[1:])))
-    rows = [normalize_row(row, index, host_where) for index, row in enumerate(matrix)]
-    seen = set()
+    rows = [normalize_row(row, index, host_where, variable)
+            for variable, variable_rows in row_lists for index, row in enumerate(variable_rows)]
+    first_row_of_id = {}
     for row in rows:
-        if row['id'] in seen:
-            raise RuleError("%s: variable '%s': row id '%s' is used twice" % (host_where, MATRIX_VARIABLE, row['id']))
-        seen.add(row['id'])
+        earlier = first_row_of_id.setdefault(row['id'], row)
+        if earlier is row:
+            continue
+        owner = 'an earlier row' if earlier['variable'] == row['variable'] else "a row of '%s'" % earlier['variable']
+        raise RuleError("%s: variable '%s': row '%s': field 'id': '%s' is already the id of %s; give each row an id "
+                        "of its own" % (host_where, row['variable'], row['id'], row['id'], owner))
     if GROUP_EDGE not in roles and not inventory.edges():
         raise RuleError("%s: is in group %s but group '%s' has no host; there is no Edge to open paths to"
                         % (host_where, ', '.join("'%s'" % group for group in roles), GROUP_EDGE))

@@ -46,10 +46,21 @@ FIELDS = ('name', 'direction', 'protocol', 'ports', 'source', 'destination',
           'action', 'comment', 'nat', 'nat_to')
 REQUIRED_FIELDS = ('name', 'direction', 'ports')
 
-NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
-# nft refuses comments over 128 characters; iptables' limit (256) is looser.
-KERNEL_COMMENT_MAX = 128
-COMMENT_FORBIDDEN = re.compile(r'["\\\x00-\x1f\x7f]')
+# ASCII only, so a name's length in characters is its length in bytes. \A and \Z, not ^ and $: '$' also matches
+# before a final newline, which would let 'name\n' through into a kernel comment.
+NAME_PATTERN = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
+# The kernels store a rule's comment in bytes, not characters: the iptables comment match at most 255 (a 256-byte
+# buffer with its NUL), nftables at most 128 (NFTNL_UDATA_COMMENT_MAXLEN). The model refuses what no kernel takes
+# (the loosest limit); each backend refuses what its own kernel does not take with check_kernel_comment. Refused,
+# not cut: a cut comment reads back different from the rule written, so every later run would report a change.
+IPTABLES_COMMENT_MAX_BYTES = 255
+NFTABLES_COMMENT_MAX_BYTES = 128
+KERNEL_COMMENT_MAX_BYTES = max(IPTABLES_COMMENT_MAX_BYTES, NFTABLES_COMMENT_MAX_BYTES)
+# Quotes and backslashes would need escaping in nft and iptables-restore scripts. Control characters (C0, DEL, C1)
+# and the Unicode line and paragraph separators: the backends read iptables-save and nft output line by line
+# (str.splitlines splits at all of them). Lone surrogates are not text and have no UTF-8 form.
+COMMENT_FORBIDDEN = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+COMMENT_RULES = 'must be text without quotes, backslashes, control characters or line separators'
 KERNEL_COMMENT_SEPARATOR = ': '
 # Our mark. Every object the collection creates carries it, and only what carries it is ours: nftables tables
 # and chains in their comments, jump rules (nftables and iptables) as their whole comment, our policy files in
@@ -63,7 +74,24 @@ class RuleError(ValueError):
 
 
 def _text(value):
-    return repr(value) if not isinstance(value, str) else "'%s'" % value
+    """A value as a message shows it: text in single quotes, anything unprintable escaped."""
+    return "'%s'" % value if isinstance(value, str) and value.isprintable() else repr(value)
+
+
+HOST_ADDRESS_TYPES = (str, ipaddress.IPv4Address, ipaddress.IPv6Address)
+NETWORK_TYPES = HOST_ADDRESS_TYPES + (ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+def _refuse_scope(text, where):
+    """Refuse a scoped IPv6 address ('fe80::1%eth0'), which Python's ipaddress parses and neither nft nor iptables.
+
+    Called only on text that did parse, so a '%' in it is a zone; ip_network('fe80::1%eth0/64', strict=False)
+    even drops the zone without a word.
+    """
+    if '%' in text:
+        zone = text.partition('%')[2].split('/')[0]
+        raise RuleError("%s: %s is a scoped IPv6 address (zone '%s'); nftables and iptables take addresses without "
+                        "a zone: write it without '%%%s'" % (where, _text(text), zone, zone))
 
 
 def normalize_network(value, where):
@@ -73,24 +101,51 @@ def normalize_network(value, where):
     '198.51.100.7/24' -> '198.51.100.0/24' (host bits are masked, as nft and
     iptables do).
     """
-    if isinstance(value, bool) or not isinstance(value, (str, ipaddress.IPv4Network, ipaddress.IPv6Network,
-                                                         ipaddress.IPv4Address, ipaddress.IPv6Address)):
+    if isinstance(value, bool) or not isinstance(value, NETWORK_TYPES):
         raise RuleError('%s: %s is not an IP address or network' % (where, _text(value)))
+    text = str(value).strip()
     try:
-        return str(ipaddress.ip_network(str(value).strip(), strict=False))
+        network = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise RuleError('%s: %s is not a valid IP address or network' % (where, _text(value)))
+    _refuse_scope(text, where)
+    return str(network)
+
+
+def _interface(value, where):
+    """An address as an interface is written ('198.51.100.7', '198.51.100.7/24') -> ip_interface."""
+    if isinstance(value, bool) or not isinstance(value, HOST_ADDRESS_TYPES):
+        raise RuleError('%s: %s is not an IP address' % (where, _text(value)))
+    text = str(value).strip()
+    try:
+        interface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise RuleError('%s: %s is not a valid IP address' % (where, _text(value)))
+    _refuse_scope(text, where)
+    return interface
 
 
 def normalize_host_address(value, where):
     """One host's address, as an interface is written: '198.51.100.7/24' -> '198.51.100.7/32'."""
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise RuleError('%s: %s is not an IP address' % (where, _text(value)))
-    try:
-        interface = ipaddress.ip_interface(value.strip())
-    except ValueError:
-        raise RuleError('%s: %s is not a valid IP address' % (where, _text(value)))
+    interface = _interface(value, where)
     return '%s/%d' % (interface.ip, interface.ip.max_prefixlen)
+
+
+def normalize_nat_address(value, where):
+    """The one host address a translation rewrites to, bare: '198.51.100.10' or '198.51.100.10/32' -> '198.51.100.10'.
+
+    Unlike an inventory address, a prefix shorter than the full length is refused: '198.51.100.7/24' could mean
+    the host or the network, and nft and iptables would translate to a range or refuse it.
+    """
+    interface = _interface(value, where)
+    address = interface.ip
+    if interface.network.prefixlen != address.max_prefixlen:
+        raise RuleError('%s: %s is a network, not one host address: write the address alone (or with /%d)'
+                        % (where, _text(value), address.max_prefixlen))
+    if address.is_unspecified or address.is_multicast or address == ipaddress.IPv4Address('255.255.255.255'):
+        raise RuleError('%s: %s is not a host address a packet can be translated to (unspecified, multicast or '
+                        'broadcast)' % (where, _text(value)))
+    return str(address)
 
 
 def as_list(value):
@@ -159,7 +214,7 @@ def normalize_ports(value, where):
     """Sorted, overlapping and adjacent ranges merged: [5270, '5269', 80] -> [80, '5269-5270']."""
     items = as_list(value)
     if not items:
-        raise RuleError('%s: at least one port is required' % where)
+        raise RuleError('%s: at least one port is required, not %s' % (where, _text(value)))
     spans = sorted(parse_port_item(item, where) for item in items)
     merged = []
     for low, high in spans:
@@ -182,6 +237,36 @@ def kernel_comment(rule):
     return RULE_MARK + rule['name']
 
 
+def utf8_length(text, where):
+    """The length of text in UTF-8 bytes, as the kernels count it."""
+    try:
+        return len(text.encode('utf-8'))
+    except UnicodeEncodeError:
+        raise RuleError('%s: %s is not valid UTF-8 text' % (where, _text(text)))
+
+
+def check_kernel_comment(rule, limit_bytes, backend_label, where=None):
+    """Refuse a rule whose kernel comment takes more than limit_bytes bytes in UTF-8; -> the kernel comment.
+
+    ``rule`` is a normalised rule; ``backend_label`` names what has the limit ('nftables', 'iptables'); ``where``
+    defaults to "rule '<name>'". The message names the rule, the field, the value, the byte counts and the limit.
+    The model checks KERNEL_COMMENT_MAX_BYTES itself; each backend calls this with its own limit
+    (NFTABLES_COMMENT_MAX_BYTES, IPTABLES_COMMENT_MAX_BYTES).
+    """
+    where = where or 'rule %s' % _text(rule['name'])
+    text = kernel_comment(rule)
+    used = utf8_length(text, where)
+    if used <= limit_bytes:
+        return text
+    field = 'comment' if rule['comment'] else 'name'
+    value = rule[field]
+    raise RuleError("%s: field '%s': %s is %d bytes in UTF-8, which makes the rule's kernel comment (%s, the name, "
+                    "%s, the comment) %d bytes, more than the %d bytes %s takes: shorten it by %d byte%s"
+                    % (where, field, _text(value), utf8_length(value, where), _text(RULE_MARK),
+                       _text(KERNEL_COMMENT_SEPARATOR), used, limit_bytes, backend_label, used - limit_bytes,
+                       '' if used - limit_bytes == 1 else 's'))
+
+
 def split_kernel_comment(text):
     """-> (name, comment); (None, '') when the text does not carry our rule mark and a valid name."""
     if not isinstance(text, str) or not text.startswith(RULE_MARK):
@@ -199,6 +284,11 @@ def _choice(rule, field, choices, default, where):
     if not isinstance(value, str) or value.lower() not in choices:
         raise RuleError("%s: field '%s': %s is not one of %s" % (where, field, _text(value), ', '.join(choices)))
     return value.lower()
+
+
+def matched_field(rule):
+    """The field holding the address a translation rule rewrites: 'destination' for dnat, 'source' for snat."""
+    return 'destination' if rule['nat'] == 'dnat' else 'source'
 
 
 def rule_family(rule):
@@ -222,14 +312,14 @@ def normalize_rule(rule, where='rule'):
                                                               ', '.join(FIELDS)))
     for field in REQUIRED_FIELDS:
         if rule.get(field) in (None, '', []):
-            raise RuleError("%s: field '%s' is required" % (where, field))
+            given = '' if rule.get(field) is None else ', not %s' % _text(rule[field])
+            raise RuleError("%s: field '%s' is required%s" % (where, field, given))
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise RuleError("%s: field 'name': %s must be 1-64 letters, digits, '.', '_' or '-', "
                         "starting with a letter or digit" % (where, _text(name)))
     comment = rule.get('comment') or ''
     if not isinstance(comment, str) or COMMENT_FORBIDDEN.search(comment):
-        raise RuleError("%s: field 'comment': %s must be text without quotes, backslashes or control characters"
-                        % (where, _text(comment)))
+        raise RuleError("%s: field 'comment': %s %s" % (where, _text(comment), COMMENT_RULES))
     normalized = {
         'name': name,
         'direction': _choice(rule, 'direction', DIRECTIONS, None, where),
@@ -240,34 +330,39 @@ def normalize_rule(rule, where='rule'):
         'action': _choice(rule, 'action', ACTIONS, 'accept', where),
         'comment': comment.strip(),
     }
-    if len(kernel_comment(normalized)) > KERNEL_COMMENT_MAX:
-        raise RuleError("%s: field 'comment': name and comment together exceed %d characters: %s"
-                        % (where, KERNEL_COMMENT_MAX, _text(comment)))
+    check_kernel_comment(normalized, KERNEL_COMMENT_MAX_BYTES, 'any firewall backend', where)
     nat = rule.get('nat')
     if nat not in (None, ''):
         normalized['nat'] = _choice(rule, 'nat', NAT_KINDS, None, where)
         if normalized['direction'] != 'forward':
-            raise RuleError("%s: field 'nat': translation is only done on forward rules, not %s"
-                            % (where, _text(normalized['direction'])))
+            raise RuleError("%s: field 'nat': %s is only done on forward rules, and field 'direction' is %s"
+                            % (where, _text(normalized['nat']), _text(normalized['direction'])))
         if normalized['action'] != 'accept':
             raise RuleError("%s: field 'action': a translation rule has no verdict other than accept, not %s"
                             % (where, _text(normalized['action'])))
-        matched = 'destination' if normalized['nat'] == 'dnat' else 'source'
+        matched = matched_field(normalized)
         if not normalized[matched]:
             raise RuleError("%s: field '%s' is required on a %s rule (the address being translated)"
                             % (where, matched, normalized['nat']))
         if rule.get('nat_to') in (None, ''):
             raise RuleError("%s: field 'nat_to' is required on a %s rule" % (where, normalized['nat']))
         # One address, written without prefix length: it is what the packet is rewritten to.
-        normalized['nat_to'] = normalize_host_address(str(rule['nat_to']), "%s: field 'nat_to'" % where).split('/')[0]
+        normalized['nat_to'] = normalize_nat_address(rule['nat_to'], "%s: field 'nat_to'" % where)
     elif rule.get('nat_to') not in (None, ''):
         raise RuleError("%s: field 'nat_to': %s given without 'nat'" % (where, _text(rule.get('nat_to'))))
     families = set(family_of(net) for net in normalized['source'] + normalized['destination'])
-    if normalized.get('nat_to'):
-        families.add(family_of(normalized['nat_to']))
     if len(families) > 1:
-        raise RuleError('%s: mixes IPv4 and IPv6 addresses (source %s, destination %s); '
-                        'write one rule per address family' % (where, normalized['source'], normalized['destination']))
+        raise RuleError("%s: fields 'source' %s and 'destination' %s mix IPv4 and IPv6 addresses; write one rule "
+                        "per address family" % (where, normalized['source'], normalized['destination']))
+    if normalized.get('nat_to'):
+        translated = matched_field(normalized)
+        rule_version = family_of(normalized[translated][0])
+        nat_version = ipaddress.ip_address(normalized['nat_to']).version
+        if nat_version != rule_version:
+            raise RuleError("%s: field 'nat_to': %s is an IPv%d address, but field '%s' %s is IPv%d; a translation "
+                            "rewrites to an address of the rule's own family"
+                            % (where, _text(rule['nat_to']), nat_version, translated, normalized[translated],
+                               rule_version))
     return normalized
 
 
@@ -282,11 +377,12 @@ def normalize_rules(rules, where='rules'):
     if not isinstance(rules, (list, tuple)):
         raise RuleError('%s: %s is not a list of rules' % (where, _text(rules)))
     normalized = [normalize_rule(rule, '%s[%d]' % (where, index)) for index, rule in enumerate(rules)]
-    seen = set()
-    for rule in normalized:
-        if rule['name'] in seen:
-            raise RuleError("%s: name %s is used by more than one rule" % (where, _text(rule['name'])))
-        seen.add(rule['name'])
+    first_index = {}
+    for index, rule in enumerate(normalized):
+        earlier = first_index.setdefault(rule['name'], index)
+        if earlier != index:
+            raise RuleError("%s[%d]: field 'name': %s is already the name of the rule at index %d; each rule of a "
+                            "host needs a name of its own" % (where, index, _text(rule['name']), earlier))
     return sorted(normalized, key=rule_sort_key)
 
 

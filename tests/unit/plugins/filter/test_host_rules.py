@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import inspect
 import json
 import os
 import random
@@ -525,8 +526,41 @@ def test_edge_without_interface_variable(variable, host):
 
 def test_edge_with_empty_interface_list():
     hostvars, groups = single_edge(lync_edge_internal_ip=[])
-    assert error_of('edge1', hostvars, groups) == \
-        "host 'edge1': variable 'lync_edge_internal_ip' is required and not set"
+    assert error_of('edge1', hostvars, groups) == "host 'edge1': variable 'lync_edge_internal_ip' is required, not []"
+    hostvars, groups = single_edge(lync_edge_external_ip='')
+    assert error_of('fw-int', hostvars, groups) == "host 'edge1': variable 'lync_edge_external_ip' is required, not ''"
+
+
+# Python's ipaddress takes a zone; nft and iptables do not. Every inventory address is refused with one.
+@pytest.mark.parametrize('variable, scoped, host, options, where', [
+    ('lync_edge_external_ip', 'fe80::10%eth0', 'fw-ext', {}, "host 'edge1': variable 'lync_edge_external_ip'"),
+    ('lync_edge_external_ip', ['198.51.100.10', 'fe80::10%eth0'], 'fe1', {},
+     "host 'edge1': variable 'lync_edge_external_ip'[1]"),
+    ('lync_edge_internal_ip', 'fe80::130%eth1/64', 'edge1', {}, "host 'edge1': variable 'lync_edge_internal_ip'"),
+    ('lync_edge_public_ip', 'fe80::62%eth0', 'fw-ext', {}, "host 'edge1': variable 'lync_edge_public_ip'"),
+    ('lync_internal_ip', 'fe80::200%eth1', 'fw-int', {'restrict_internal_sources': True},
+     "host 'fe1': variable 'lync_internal_ip'"),
+    # A link-local ansible_host with a zone is a fine SSH target, but no firewall address.
+    ('ansible_host', 'fe80::200%eth1', 'fw-int', {'restrict_internal_sources': True},
+     "host 'fe1': variable 'lync_internal_ip (from ansible_host)'"),
+    ('xmpp_firewall_partner_networks', ['198.51.100.0/24', 'fe80::%eth0/64'], 'fw-ext', {},
+     "host 'fw-ext': variable 'xmpp_firewall_partner_networks'[1]"),
+])
+def test_scoped_ipv6_in_the_inventory_is_refused(variable, scoped, host, options, where):
+    hostvars, groups = topology(**SINGLE_EDGE)
+    owner = where.split("'")[1]
+    hostvars[owner][variable] = scoped
+    zoned = scoped[-1] if isinstance(scoped, list) else scoped
+    zone = zoned.split('%')[1].split('/')[0]
+    assert error_of(host, hostvars, groups, **options) == (
+        "%s: '%s' is a scoped IPv6 address (zone '%s'); nftables and iptables take addresses without a zone: "
+        "write it without '%%%s'" % (where, zoned, zone, zone))
+
+
+def test_scoped_ipv6_partner_network_given_as_an_argument_is_refused():
+    hostvars, groups = topology(**SINGLE_EDGE)
+    assert error_of('edge1', hostvars, groups, partner_networks=['fe80::%eth0/64']).startswith(
+        "host 'edge1': variable 'xmpp_firewall_partner_networks': 'fe80::%eth0/64' is a scoped IPv6 address")
 
 
 @pytest.mark.parametrize('value, expected', [
@@ -578,7 +612,7 @@ ROW_WHERE = "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row': "
     (dict(ports=[0]), "field 'ports': port 0 is outside 1-65535"),
     (dict(ports=[70000]), "field 'ports': port 70000 is outside 1-65535"),
     (dict(ports=['5000-70000']), "field 'ports': port '70000' is outside 1-65535"),
-    (dict(ports=[]), "field 'ports' is required"),
+    (dict(ports=[]), "field 'ports' is required, not []"),
     (dict(transport='sctp'), "field 'transport': unknown transport 'sctp' (known: tcp, udp)"),
     (dict(destination='edge_dmz'),
      "field 'destination': unknown endpoint 'edge_dmz' (known: any, edge_external, edge_internal, front_end, "
@@ -590,9 +624,14 @@ ROW_WHERE = "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row': "
     (dict(action='allow'), "field 'action': 'allow' is not one of accept, drop, reject"),
     (dict(any_narrowed_to='everyone'), "field 'any_narrowed_to': 'everyone' is not one of partners, front_end"),
     (dict(comment='the "SIP" row'),
-     "field 'comment': 'the \"SIP\" row' must be text without quotes, backslashes or control characters"),
+     "field 'comment': 'the \"SIP\" row' must be text without quotes, backslashes, control characters or line "
+     "separators"),
     (dict(source='any', destination='front_end'),
-     "one end of the row must be edge_external or edge_internal, not 'any' and 'front_end'"),
+     "fields 'source' and 'destination': one end of the row must be edge_external or edge_internal, not 'any' and "
+     "'front_end'"),
+    (dict(source=['fe80::1%eth0']),
+     "field 'source': 'fe80::1%eth0' is a scoped IPv6 address (zone 'eth0'); nftables and iptables take addresses "
+     "without a zone: write it without '%eth0'"),
 ])
 def test_bad_row(fields, expected):
     hostvars, groups = topology(**SINGLE_EDGE)
@@ -605,8 +644,9 @@ def test_bad_row_id_and_duplicate_row():
     assert error_of('edge1', hostvars, groups, matrix=matrix) == (
         "host 'edge1': variable 'xmpp_firewall_matrix': row 'bad id': field 'id': 'bad id' must be 1-40 letters, "
         "digits, '.', '_' or '-', starting with a letter or digit")
-    assert error_of('edge1', hostvars, groups, matrix=MATRIX + [MATRIX[0]]) == \
-        "host 'edge1': variable 'xmpp_firewall_matrix': row id 'xmpp-s2s-inbound' is used twice"
+    assert error_of('edge1', hostvars, groups, matrix=MATRIX + [MATRIX[0]]) == (
+        "host 'edge1': variable 'xmpp_firewall_matrix': row 'xmpp-s2s-inbound': field 'id': 'xmpp-s2s-inbound' is "
+        "already the id of an earlier row; give each row an id of its own")
     assert error_of('edge1', hostvars, groups, matrix={'rows': MATRIX}) == \
         "host 'edge1': variable 'xmpp_firewall_matrix': {'rows': %r} is not a list of rows" % (MATRIX,)
 
@@ -677,8 +717,94 @@ def test_front_end_endpoint_needs_front_ends():
     groups['lync_front_end'] = []
     matrix = load_fixture('edge_extra_rows.yml')
     assert error_of('fw-int', hostvars, groups, matrix=matrix) == (
-        "host 'fw-int': variable 'xmpp_firewall_matrix': row 'edge-to-front-end-sip' uses endpoint 'front_end', "
-        "but group 'lync_front_end' is empty")
+        "host 'fw-int': variable 'xmpp_firewall_matrix': row 'edge-to-front-end-sip': field 'destination': "
+        "'front_end', but group 'lync_front_end' is empty")
+
+
+# -- extra rows: passed on their own, named on their own ---------------------------------------
+
+EXTRA_ROWS = load_fixture('edge_extra_rows.yml')
+
+
+@pytest.mark.parametrize('host', ['edge1', 'fe1', 'fw-ext', 'fw-int', 'mail1'])
+def test_extra_rows_give_the_rules_of_rows_appended_to_the_matrix(host):
+    hostvars, groups = single_edge(lync_edge_public_ip='198.51.100.62')
+    assert translate(host, hostvars, groups, extra_rows=EXTRA_ROWS) == \
+        translate(host, hostvars, groups, matrix=MATRIX + EXTRA_ROWS)
+    # No extra rows, said three ways.
+    assert translate(host, hostvars, groups, extra_rows=[]) == translate(host, hostvars, groups, extra_rows=None) \
+        == translate(host, hostvars, groups)
+
+
+def extra_row(**fields):
+    row = {'id': 'sip-access-edge', 'transport': 'tcp', 'ports': [5061], 'source': 'any',
+           'destination': 'edge_external'}
+    row.update(fields)
+    return EXTRA_ROWS[1:] + [row]
+
+
+EXTRA_WHERE = "host 'edge1': variable 'xmpp_firewall_extra_rows': row 'sip-access-edge': "
+
+
+@pytest.mark.parametrize('row_fields, expected', [
+    (dict(ports=[70000]), EXTRA_WHERE + "field 'ports': port 70000 is outside 1-65535"),
+    (dict(transport='sctp'), EXTRA_WHERE + "field 'transport': unknown transport 'sctp' (known: tcp, udp)"),
+    (dict(source=['198.51.100.0/24', 'fe80::1%eth0']),
+     EXTRA_WHERE + "field 'source'[1]: 'fe80::1%eth0' is a scoped IPv6 address (zone 'eth0'); nftables and iptables "
+                   "take addresses without a zone: write it without '%eth0'"),
+    (dict(comment='SIP \\ TLS'),
+     EXTRA_WHERE + "field 'comment': 'SIP \\\\ TLS' must be text without quotes, backslashes, control characters or "
+                   "line separators"),
+    # An error found once the row became a rule names the row's variable too.
+    (dict(comment='\u00e9' * 115),
+     EXTRA_WHERE[:-2] + " (sip-access-edge-ipv4): field 'comment': '%s' is 230 bytes in UTF-8, which makes the "
+                        "rule's kernel comment ('lync-xmpp:', the name, ': ', the comment) 262 bytes, more than the "
+                        "255 bytes any firewall backend takes: shorten it by 7 bytes" % ('\u00e9' * 115)),
+    # A row without a usable id is named by its index in the extra rows, not in matrix + extra rows.
+    (dict(id=None), "host 'edge1': variable 'xmpp_firewall_extra_rows': row 2: field 'id' is required"),
+])
+def test_an_error_in_an_extra_row_names_xmpp_firewall_extra_rows(row_fields, expected):
+    hostvars, groups = topology(**SINGLE_EDGE)
+    assert error_of('edge1', hostvars, groups, extra_rows=extra_row(**row_fields)) == expected
+
+
+def test_an_extra_row_to_an_empty_front_end_pool_names_its_variable_and_field():
+    hostvars, groups = topology(**SINGLE_EDGE)
+    groups['lync_front_end'] = []
+    assert error_of('fw-int', hostvars, groups, extra_rows=EXTRA_ROWS) == (
+        "host 'fw-int': variable 'xmpp_firewall_extra_rows': row 'edge-to-front-end-sip': field 'destination': "
+        "'front_end', but group 'lync_front_end' is empty")
+
+
+def test_extra_rows_that_are_not_a_list():
+    hostvars, groups = topology(**SINGLE_EDGE)
+    assert error_of('edge1', hostvars, groups, extra_rows={'id': 'sip'}) == \
+        "host 'edge1': variable 'xmpp_firewall_extra_rows': {'id': 'sip'} is not a list of rows"
+
+
+def test_an_extra_row_with_the_id_of_a_documented_row():
+    hostvars, groups = topology(**SINGLE_EDGE)
+    assert error_of('edge1', hostvars, groups, extra_rows=[dict(MATRIX[0], ports=[5270])]) == (
+        "host 'edge1': variable 'xmpp_firewall_extra_rows': row 'xmpp-s2s-inbound': field 'id': 'xmpp-s2s-inbound' "
+        "is already the id of a row of 'xmpp_firewall_matrix'; give each row an id of its own")
+
+
+def test_an_extra_row_whose_rule_name_clashes_with_a_matrix_rule():
+    hostvars, groups = single_edge(lync_edge_public_ip='198.51.100.62')
+    clash = dict(MATRIX[0], id='xmpp-s2s-inbound-dnat-edge1')
+    assert error_of('fw-ext', hostvars, groups, extra_rows=[clash]) == (
+        "host 'fw-ext': variable 'xmpp_firewall_extra_rows': row 'xmpp-s2s-inbound-dnat-edge1': field 'id': its "
+        "rule 'xmpp-s2s-inbound-dnat-edge1-ipv4' has the name of a rule of row 'xmpp-s2s-inbound' of variable "
+        "'xmpp_firewall_matrix'; rename one of the rows")
+
+
+def test_rows_appended_to_the_matrix_still_work_and_are_named_as_the_matrix():
+    # The call of earlier releases (matrix + extra rows in one list) gives the same rules; its errors can only
+    # name the one list it was given.
+    hostvars, groups = topology(**SINGLE_EDGE)
+    assert error_of('edge1', hostvars, groups, matrix=MATRIX + extra_row(ports=[0])) == (
+        "host 'edge1': variable 'xmpp_firewall_matrix': row 'sip-access-edge': field 'ports': port 0 is outside "
+        "1-65535")
 
 
 # -- through the filter plugin, as a play calls it ------------------------------------------
@@ -691,6 +817,17 @@ def test_filter_plugin_returns_the_rules():
     ]
     assert host_rules_filter(MATRIX, 'fw-int', hostvars, groups, restrict_internal_sources=True)[0]['source'] == \
         ['198.51.100.200/32']
+
+
+def test_filter_plugin_takes_extra_rows():
+    hostvars, groups = topology(**SINGLE_EDGE)
+    host_rules_filter = FilterModule().filters()['host_rules']
+    assert host_rules_filter(MATRIX, 'edge1', hostvars, groups, extra_rows=EXTRA_ROWS) == \
+        host_rules(MATRIX + EXTRA_ROWS, 'edge1', hostvars, groups)
+    with pytest.raises(AnsibleFilterError) as error:
+        host_rules_filter(MATRIX, 'edge1', hostvars, groups, extra_rows=extra_row(ports=[0]))
+    assert error.value.message == ("lync.xmpp_federation.host_rules: " + EXTRA_WHERE
+                                   + "field 'ports': port 0 is outside 1-65535")
 
 
 def test_filter_plugin_error_is_an_ansible_filter_error():
@@ -707,7 +844,10 @@ def test_filter_documentation_matches_the_function():
     documentation = yaml.safe_load(plugin.DOCUMENTATION)
     assert documentation['name'] == 'host_rules'
     assert set(documentation['options']) == {'_input', 'host', 'hostvars', 'groups', 'partner_networks',
-                                             'restrict_internal_sources'}
+                                             'restrict_internal_sources', 'extra_rows'}
+    # Every option is a keyword of the function the plugin exports, and the other way round.
+    keywords = inspect.signature(FilterModule().filters()['host_rules']).parameters
+    assert set(keywords) == set(documentation['options']) - {'_input'} | {'matrix'}
     assert documentation['positional'] == 'host, hostvars, groups'
     examples = yaml.safe_load(plugin.EXAMPLES)
     assert all('lync.xmpp_federation.host_rules' in json.dumps(example) for example in examples)
@@ -741,15 +881,18 @@ def test_nat_for_an_edge_named_by_its_address():
 
 def test_rule_errors_name_the_row():
     hostvars, groups = topology(**SINGLE_EDGE)
-    matrix = bad_row(id='custom-row', comment='x' * 115)
+    # 'lync-xmpp:' + 'custom-row-ipv4' + ': ' = 27 bytes, + 229 = 256: one byte over the loosest kernel limit.
+    matrix = bad_row(id='custom-row', comment='x' * 229)
     assert error_of('edge1', hostvars, groups, matrix=matrix).startswith(
-        "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row' (custom-row-ipv4): field 'comment': name "
-        "and comment together exceed 128 characters")
+        "host 'edge1': variable 'xmpp_firewall_matrix': row 'custom-row' (custom-row-ipv4): field 'comment': '%s' "
+        "is 229 bytes in UTF-8, which makes the rule's kernel comment ('lync-xmpp:', the name, ': ', the comment) "
+        "256 bytes, more than the 255 bytes any firewall backend takes: shorten it by 1 byte" % ('x' * 229))
+    assert translate('edge1', hostvars, groups, matrix=bad_row(id='custom-row', comment='x' * 228))
     clash = dict(MATRIX[0], id='xmpp-s2s-inbound-dnat-edge1')
     hostvars, groups = single_edge(lync_edge_public_ip='198.51.100.62')
     assert error_of('fw-ext', hostvars, groups, matrix=MATRIX + [clash]) == (
-        "host 'fw-ext': variable 'xmpp_firewall_matrix': rows 'xmpp-s2s-inbound' and 'xmpp-s2s-inbound-dnat-edge1' "
-        "both give a rule named 'xmpp-s2s-inbound-dnat-edge1-ipv4'; rename one of the rows")
+        "host 'fw-ext': variable 'xmpp_firewall_matrix': row 'xmpp-s2s-inbound-dnat-edge1': field 'id': its rule "
+        "'xmpp-s2s-inbound-dnat-edge1-ipv4' has the name of a rule of row 'xmpp-s2s-inbound'; rename one of the rows")
 
 
 @pytest.mark.parametrize('swap', ['hostvars', 'groups'])

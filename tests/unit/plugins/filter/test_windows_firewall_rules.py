@@ -478,6 +478,12 @@ def test_role_computes_the_rules_with_the_extra_rows_and_none_for_absent():
     assert [rule['name'] for rule in rules] == [rule['name'] for rule in host_rules(
         MATRIX + extra, 'edge02', HOSTVARS, GROUPS, partner_networks=['198.51.100.96/27'])]
     assert 'extra-ipv4' in [rule['name'] for rule in rules]
+    # The extra rows go in on their own: an error in one of them names their variable, not the matrix.
+    with pytest.raises(Exception) as error:
+        render(expression, inventory_hostname='edge02', hostvars=HOSTVARS, groups=GROUPS,
+               xmpp_firewall_extra_rows=[dict(extra[0], ports=[0])])
+    assert ("host 'edge02': variable 'xmpp_firewall_extra_rows': row 'extra': field 'ports': port 0 is outside "
+            "1-65535") in str(error.value)
     # Absent needs no rules, so an inventory that no longer validates can still be cleaned up.
     broken = copy.deepcopy(HOSTVARS)
     del broken['edge02']['lync_edge_external_ip']

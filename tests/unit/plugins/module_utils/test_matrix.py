@@ -20,7 +20,7 @@ def test_row_normalised():
            'source': 'any', 'destination': 'edge_external', 'action': 'ACCEPT', 'comment': ' SIP ',
            'reference': 'Edge port tables'}
     assert matrix.normalize_row(row, 0, "host 'h'") == {
-        'id': 'sip-access-edge', 'transport': 'tcp', 'ports': [443, 5061], 'source': 'any',
+        'variable': 'xmpp_firewall_matrix', 'id': 'sip-access-edge', 'transport': 'tcp', 'ports': [443, 5061], 'source': 'any',
         'destination': 'edge_external', 'action': 'accept', 'any_narrowed_to': None, 'comment': 'SIP',
         'side': 'external', 'both_edge_ends': False}
 
@@ -46,11 +46,38 @@ def test_row_with_literal_networks_and_both_edge_ends():
     ({'id': 'x' * 41, 'transport': 'tcp', 'ports': 1, 'source': 'any', 'destination': 'edge_external'},
      "host 'h': variable 'xmpp_firewall_matrix': row '%s': field 'id': '%s' must be 1-40 letters"
      % ('x' * 41, 'x' * 41)),
+    ({'id': 'r\n', 'transport': 'tcp', 'ports': 1, 'source': 'any', 'destination': 'edge_external'},
+     "host 'h': variable 'xmpp_firewall_matrix': row 'r\\n': field 'id': 'r\\n' must be 1-40 letters"),
+    ({'id': 'r', 'transport': '', 'ports': 1, 'source': 'any', 'destination': 'edge_external'},
+     "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'transport' is required, not ''"),
+    ({'id': 'r', 'transport': 'tcp', 'ports': 1, 'source': 'any', 'destination': 'front_end'},
+     "host 'h': variable 'xmpp_firewall_matrix': row 'r': fields 'source' and 'destination': one end of the row "
+     "must be edge_external or edge_internal, not 'any' and 'front_end'"),
+    ({'id': 'r', 'transport': 'tcp', 'ports': 1, 'source': ['fe80::%eth0/64'], 'destination': 'edge_external'},
+     "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'source': 'fe80::%eth0/64' is a scoped IPv6 "
+     "address (zone 'eth0')"),
+    ({'id': 'r', 'transport': 'tcp', 'ports': 1, 'source': 'any', 'destination': 'edge_external',
+      'comment': 'SIP\u2028TLS'},
+     "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'comment': 'SIP\\u2028TLS' must be text without "
+     "quotes, backslashes, control characters or line separators"),
 ])
 def test_bad_rows(row, message):
     with pytest.raises(RuleError) as error:
         matrix.normalize_row(row, 3, "host 'h'")
     assert str(error.value).startswith(message)
+
+
+def test_a_row_of_the_extra_rows_is_named_by_that_variable():
+    row = {'id': 'sip', 'transport': 'tcp', 'ports': 5061, 'source': 'any', 'destination': 'edge_external'}
+    assert matrix.normalize_row(row, 0, "host 'h'", 'xmpp_firewall_extra_rows')['variable'] == \
+        'xmpp_firewall_extra_rows'
+    with pytest.raises(RuleError) as error:
+        matrix.normalize_row(dict(row, ports=[0]), 0, "host 'h'", 'xmpp_firewall_extra_rows')
+    assert str(error.value) == ("host 'h': variable 'xmpp_firewall_extra_rows': row 'sip': field 'ports': port 0 is "
+                                "outside 1-65535")
+    with pytest.raises(RuleError) as error:
+        matrix.normalize_row(dict(row, id=None), 4, "host 'h'", 'xmpp_firewall_extra_rows')
+    assert str(error.value) == "host 'h': variable 'xmpp_firewall_extra_rows': row 4: field 'id' is required"
 
 
 # The digest is the first hex digits of the SHA-256 of the full host name.

@@ -9,18 +9,24 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 
 import pytest
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     FIELDS,
+    IPTABLES_COMMENT_MAX_BYTES,
+    KERNEL_COMMENT_MAX_BYTES,
+    NFTABLES_COMMENT_MAX_BYTES,
     RuleError,
     as_list,
+    check_kernel_comment,
     families_needed,
     family_of,
     kernel_comment,
     normalize_host_address,
+    normalize_nat_address,
     normalize_network,
     normalize_networks,
     normalize_rule,
@@ -98,6 +104,35 @@ def test_malformed_host_address(bad):
     with pytest.raises(RuleError) as error:
         normalize_host_address(bad, "host 'edge1': variable 'lync_edge_external_ip'")
     assert str(error.value).startswith("host 'edge1': variable 'lync_edge_external_ip': %r" % bad)
+
+
+# Python's ipaddress takes a zone ('%eth0') and nft and iptables do not; ip_network(..., strict=False) even
+# drops the zone of 'fe80::1%eth0/64' without a word.
+SCOPED = ['fe80::1%eth0', 'fe80::1%eth0/64', 'fe80::%eth0/64', 'FE80::1%2']
+
+
+@pytest.mark.parametrize('scoped', SCOPED)
+@pytest.mark.parametrize('normalize', [normalize_network, normalize_host_address, normalize_nat_address])
+def test_scoped_ipv6_is_refused_naming_place_value_and_zone(normalize, scoped):
+    with pytest.raises(RuleError) as error:
+        normalize(scoped, "host 'edge1': variable 'lync_edge_external_ip'")
+    zone = scoped.split('%')[1].split('/')[0]
+    assert str(error.value) == (
+        "host 'edge1': variable 'lync_edge_external_ip': '%s' is a scoped IPv6 address (zone '%s'); nftables and "
+        "iptables take addresses without a zone: write it without '%%%s'" % (scoped, zone, zone))
+
+
+def test_scoped_ipv6_given_as_an_ipaddress_object_is_refused_too():
+    with pytest.raises(RuleError, match=r"^w: 'fe80::1%eth0' is a scoped IPv6 address"):
+        normalize_network(ipaddress.ip_address('fe80::1%eth0'), 'w')
+
+
+@pytest.mark.parametrize('field', ['source', 'destination'])
+def test_scoped_ipv6_in_a_rule_names_the_field(field):
+    with pytest.raises(RuleError) as error:
+        normalize_rule(canonical(**{field: ['2001:db8::1', 'fe80::1%eth0']}), 'rules[0]')
+    assert str(error.value).startswith(
+        "rules[0] (xmpp-s2s-inbound-ipv4): field '%s'[1]: 'fe80::1%%eth0' is a scoped IPv6 address" % field)
 
 
 def test_networks_sorted_deduplicated_ipv4_first():
@@ -205,7 +240,7 @@ def test_bad_choices(field, value, message):
     assert str(error.value).startswith('r (xmpp-s2s-inbound-ipv4): ' + message)
 
 
-@pytest.mark.parametrize('name', ['', '-leading-dash', 'has space', 'x' * 65, 7])
+@pytest.mark.parametrize('name', ['', '-leading-dash', 'has space', 'x' * 65, 7, 'name\n', 'n\u00e4me', '\uff41'])
 def test_bad_names(name):
     with pytest.raises(RuleError, match=r"field 'name'"):
         normalize_rule(dict(canonical(), name=name))
@@ -221,19 +256,129 @@ def test_missing_required_field():
 def test_mixed_families_refused():
     with pytest.raises(RuleError) as error:
         normalize_rule(canonical(source=['198.51.100.0/24'], destination=['2001:db8::10']), 'r')
-    assert 'mixes IPv4 and IPv6' in str(error.value)
-    assert "['198.51.100.0/24']" in str(error.value) and "['2001:db8::10/128']" in str(error.value)
+    assert str(error.value) == (
+        "r (xmpp-s2s-inbound-ipv4): fields 'source' ['198.51.100.0/24'] and 'destination' ['2001:db8::10/128'] mix "
+        "IPv4 and IPv6 addresses; write one rule per address family")
 
 
-def test_kernel_comment_length_limit():
-    with pytest.raises(RuleError, match='exceed 128 characters'):
-        normalize_rule(canonical(comment='x' * 120))
+@pytest.mark.parametrize('field, value, message', [
+    ('ports', [], "field 'ports' is required, not []"),
+    ('name', '', "field 'name' is required, not ''"),
+    ('direction', None, "field 'direction' is required"),
+])
+def test_a_required_field_given_empty_shows_what_was_given(field, value, message):
+    with pytest.raises(RuleError) as error:
+        normalize_rule(dict(canonical(), **{field: value}), 'r')
+    assert str(error.value).endswith(': ' + message)
+
+
+def test_an_unprintable_value_is_shown_escaped():
+    with pytest.raises(RuleError) as error:
+        normalize_rule(canonical(comment='row 1\n-A INPUT -j ACCEPT'), 'r')
+    assert str(error.value).startswith("r (xmpp-s2s-inbound-ipv4): field 'comment': 'row 1\\n-A INPUT -j ACCEPT' "
+                                       "must be text without quotes")
+    assert '\n' not in str(error.value)
 
 
 def test_duplicate_names_refused():
     with pytest.raises(RuleError) as error:
-        normalize_rules([canonical(), canonical(ports=[5270])], "host 'edge1': rules")
-    assert str(error.value) == "host 'edge1': rules: name 'xmpp-s2s-inbound-ipv4' is used by more than one rule"
+        normalize_rules([canonical(), canonical(name='other'), canonical(ports=[5270])], "host 'edge1': rules")
+    assert str(error.value) == ("host 'edge1': rules[2]: field 'name': 'xmpp-s2s-inbound-ipv4' is already the name of "
+                                "the rule at index 0; each rule of a host needs a name of its own")
+
+
+# -- kernel comments, counted in bytes as the kernels count them ---------------------------
+
+LONGEST_NAME = 'n' * 64
+# 'lync-xmpp:' + name + ': ' + comment
+PREFIX_BYTES = len('lync-xmpp:') + 64 + len(': ')
+
+
+def test_kernel_limits():
+    assert (NFTABLES_COMMENT_MAX_BYTES, IPTABLES_COMMENT_MAX_BYTES, KERNEL_COMMENT_MAX_BYTES) == (128, 255, 255)
+
+
+@pytest.mark.parametrize('comment', [
+    'x' * (255 - PREFIX_BYTES),                      # ASCII up to the loosest limit: more than 128 characters
+    '\u00fc' * ((255 - PREFIX_BYTES) // 2) + 'x',     # two bytes a character, to the byte
+    '\u20ac' * ((255 - PREFIX_BYTES) // 3) + 'xx',    # three bytes a character
+    '\U0001f4de' * ((255 - PREFIX_BYTES) // 4) + 'xxx',  # four, plus one-byte filler to the byte
+], ids=['one-byte', 'two-byte', 'three-byte', 'four-byte'])
+def test_a_kernel_comment_of_up_to_255_bytes_is_valid(comment):
+    rule = normalize_rule(canonical(name=LONGEST_NAME, comment=comment))
+    assert len(kernel_comment(rule).encode('utf-8')) == 255
+
+
+@pytest.mark.parametrize('comment, comment_bytes', [
+    ('x' * (256 - PREFIX_BYTES), 256 - PREFIX_BYTES),
+    ('\u00fc' * ((256 - PREFIX_BYTES) // 2), 256 - PREFIX_BYTES),
+    # 121 characters, 256 bytes: iptables would cut it, mid-character.
+    ('\U0001f4de' * 45, 180),
+], ids=['one-byte', 'two-byte', 'four-byte'])
+def test_a_kernel_comment_over_255_bytes_is_refused_with_its_byte_count(comment, comment_bytes):
+    with pytest.raises(RuleError) as error:
+        normalize_rule(canonical(name=LONGEST_NAME, comment=comment), 'rules[0]')
+    assert PREFIX_BYTES + comment_bytes == 256
+    assert str(error.value) == (
+        "rules[0] (%s): field 'comment': '%s' is %d bytes in UTF-8, which makes the rule's kernel comment "
+        "('lync-xmpp:', the name, ': ', the comment) 256 bytes, more than the 255 bytes any firewall backend takes: "
+        "shorten it by 1 byte" % (LONGEST_NAME, comment, comment_bytes))
+
+
+def test_short_non_ascii_comment_that_fits_nowhere_in_characters_is_refused():
+    # 115 characters make a kernel comment of 128 characters: the old check in characters let it through.
+    rule = canonical(name='x', comment='\u20ac' * 115)
+    assert len(kernel_comment(rule)) == 128
+    with pytest.raises(RuleError, match=r"is 345 bytes in UTF-8.* 358 bytes, more than the 255 bytes"):
+        normalize_rule(rule)
+
+
+def test_check_kernel_comment_for_one_backend():
+    rule = normalize_rule(canonical(name='xmpp-s2s-inbound-ipv4', comment='\u00e9' * 50))
+    # 10 + 21 + 2 + 100 = 133 bytes: iptables takes it, nftables does not.
+    assert check_kernel_comment(rule, IPTABLES_COMMENT_MAX_BYTES, 'iptables') == kernel_comment(rule)
+    with pytest.raises(RuleError) as error:
+        check_kernel_comment(rule, NFTABLES_COMMENT_MAX_BYTES, 'nftables')
+    assert str(error.value) == (
+        "rule 'xmpp-s2s-inbound-ipv4': field 'comment': '%s' is 100 bytes in UTF-8, which makes the rule's kernel "
+        "comment ('lync-xmpp:', the name, ': ', the comment) 133 bytes, more than the 128 bytes nftables takes: "
+        "shorten it by 5 bytes" % ('\u00e9' * 50))
+    with pytest.raises(RuleError, match=r"^host 'fw1': rules\[3\] \(xmpp-s2s-inbound-ipv4\): field 'comment'"):
+        check_kernel_comment(rule, 128, 'nftables', where="host 'fw1': rules[3] (xmpp-s2s-inbound-ipv4)")
+    # At the limit exactly: taken.
+    fits = normalize_rule(canonical(name='xmpp-s2s-inbound-ipv4', comment='\u00e9' * 47 + 'x'))
+    assert len(check_kernel_comment(fits, 128, 'nftables').encode('utf-8')) == 128
+
+
+def test_check_kernel_comment_without_a_comment_names_the_name():
+    rule = normalize_rule(canonical(name='n' * 30))
+    with pytest.raises(RuleError) as error:
+        check_kernel_comment(rule, 32, 'a tiny kernel')
+    assert str(error.value).startswith("rule '%s': field 'name': '%s' is 30 bytes in UTF-8" % ('n' * 30, 'n' * 30))
+    assert str(error.value).endswith("40 bytes, more than the 32 bytes a tiny kernel takes: shorten it by 8 bytes")
+
+
+@pytest.mark.parametrize('character', [
+    '\n', '\r', '\x0b', '\x0c', '\x1c', '\x1d', '\x1e', '\x85', '\u2028', '\u2029',
+])
+def test_comment_characters_that_split_a_line_are_refused(character):
+    # The backends read iptables-save and nft output with str.splitlines: each of these ends a line there.
+    assert len(('a%sb' % character).splitlines()) == 2
+    with pytest.raises(RuleError, match=r"field 'comment': .* must be text without quotes, backslashes, control "
+                                        r"characters or line separators$"):
+        normalize_rule(canonical(comment='a%sb' % character))
+
+
+@pytest.mark.parametrize('character', ['\x00', '\x7f', '\x9b', '\udc80'])
+def test_comment_control_characters_and_lone_surrogates_are_refused(character):
+    # A lone surrogate (from undecodable input) has no UTF-8 form: counting or writing it would raise.
+    with pytest.raises(RuleError, match=r"field 'comment'"):
+        normalize_rule(canonical(comment='a%sb' % character))
+
+
+def test_comment_text_beyond_ascii_is_kept():
+    comment = 'F\u00f6deration \u00fcber XMPP \u2013 \u6f22\u5b57 \U0001f4de'
+    assert normalize_rule(canonical(comment=comment))['comment'] == comment
 
 
 def test_rules_sorted_by_name():
@@ -262,12 +407,11 @@ def test_snat_rule_ipv6():
 
 
 @pytest.mark.parametrize('change, message', [
-    (dict(direction='in'), "field 'nat': translation is only done on forward rules, not 'in'"),
+    (dict(direction='in'), "field 'nat': 'dnat' is only done on forward rules, and field 'direction' is 'in'"),
     (dict(action='drop'), "field 'action': a translation rule has no verdict other than accept, not 'drop'"),
     (dict(destination=[]), "field 'destination' is required on a dnat rule"),
     (dict(nat_to=None), "field 'nat_to' is required on a dnat rule"),
     (dict(nat='masquerade'), "field 'nat': 'masquerade' is not one of dnat, snat"),
-    (dict(nat_to='2001:db8::10'), 'mixes IPv4 and IPv6'),
     (dict(nat_to='198.51.100.0/24/1'), "field 'nat_to': '198.51.100.0/24/1' is not a valid IP address"),
 ])
 def test_bad_translation_rules(change, message):
@@ -276,6 +420,62 @@ def test_bad_translation_rules(change, message):
     with pytest.raises(RuleError) as error:
         normalize_rule(rule, 'r')
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize('nat_to, expected', [
+    ('198.51.100.10', '198.51.100.10'),
+    (' 198.51.100.10 ', '198.51.100.10'),
+    ('198.51.100.10/32', '198.51.100.10'),          # the full prefix length is one host too
+    (ipaddress.ip_address('198.51.100.10'), '198.51.100.10'),
+])
+def test_nat_to_is_one_host_address(nat_to, expected):
+    rule = canonical(name='d', direction='forward', destination=['198.51.100.62'], nat='dnat', nat_to=nat_to)
+    assert normalize_rule(rule)['nat_to'] == expected
+
+
+def test_nat_to_ipv6_host_address_with_full_prefix():
+    rule = canonical(name='s', direction='forward', source=['2001:db8:10::10'], nat='snat',
+                     nat_to='2001:DB8:62::1/128')
+    assert normalize_rule(rule)['nat_to'] == '2001:db8:62::1'
+
+
+@pytest.mark.parametrize('nat_to, message', [
+    ('198.51.100.0/24', "'198.51.100.0/24' is a network, not one host address: write the address alone (or with /32)"),
+    # ip_interface takes this as the host .7 in a /24; a translation target must say one host, not maybe a network.
+    ('198.51.100.7/24', "'198.51.100.7/24' is a network, not one host address: write the address alone (or with /32)"),
+    ('198.51.100.7/31', "'198.51.100.7/31' is a network, not one host address"),
+    ('0.0.0.0', "'0.0.0.0' is not a host address a packet can be translated to (unspecified, multicast or "
+                "broadcast)"),
+    ('224.0.0.5', "'224.0.0.5' is not a host address a packet can be translated to"),
+    ('255.255.255.255', "'255.255.255.255' is not a host address a packet can be translated to"),
+    (['198.51.100.10'], "['198.51.100.10'] is not an IP address"),
+    (3325256714, "3325256714 is not an IP address"),
+])
+def test_nat_to_must_be_one_host_address(nat_to, message):
+    rule = canonical(name='d', direction='forward', destination=['198.51.100.62'], nat='dnat', nat_to=nat_to)
+    with pytest.raises(RuleError) as error:
+        normalize_rule(rule, 'r')
+    assert str(error.value).startswith("r (d): field 'nat_to': " + message)
+
+
+def test_nat_to_ipv6_network_is_refused():
+    rule = canonical(name='s', direction='forward', source=['2001:db8:10::10'], nat='snat', nat_to='2001:db8:62::1/64')
+    with pytest.raises(RuleError, match=r"^r \(s\): field 'nat_to': '2001:db8:62::1/64' is a network, not one host "
+                                        r"address: write the address alone \(or with /128\)$"):
+        normalize_rule(rule, 'r')
+
+
+@pytest.mark.parametrize('nat, matched, addresses, nat_to, message', [
+    ('dnat', 'destination', ['198.51.100.62'], '2001:db8::10',
+     "field 'nat_to': '2001:db8::10' is an IPv6 address, but field 'destination' ['198.51.100.62/32'] is IPv4"),
+    ('snat', 'source', ['2001:db8:10::10'], '198.51.100.62/32',
+     "field 'nat_to': '198.51.100.62/32' is an IPv4 address, but field 'source' ['2001:db8:10::10/128'] is IPv6"),
+])
+def test_nat_to_of_the_wrong_family_names_the_field_and_the_value(nat, matched, addresses, nat_to, message):
+    rule = canonical(name='t', direction='forward', nat=nat, nat_to=nat_to, **{matched: addresses})
+    with pytest.raises(RuleError) as error:
+        normalize_rule(rule, 'r')
+    assert str(error.value) == "r (t): %s; a translation rewrites to an address of the rule's own family" % message
 
 
 def test_nat_to_without_nat():
@@ -295,6 +495,7 @@ def test_kernel_comment_round_trip():
     assert split_kernel_comment('xmpp-s2s-inbound-ipv4') == (None, '')
     assert split_kernel_comment('allow ssh from admins') == (None, '')
     assert split_kernel_comment('lync-xmpp:') == (None, '')
+    assert split_kernel_comment('lync-xmpp:xmpp-s2s-inbound-ipv4\n') == (None, '')
 
 
 def test_families_and_sections():
