@@ -24,7 +24,7 @@ from collections import Counter
 
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     RuleError,
-    kernel_comment,
+    check_kernel_comment,
     normalize_rule,
     normalize_rules,
     rule_family,
@@ -266,16 +266,6 @@ def _converge(backend, rules, state, persist, check_mode, canonical):
         'persistence_files': backend.persistence_files(desired) if persist else [],
         'warnings': warnings,
     }
-
-
-def check_kernel_comment(rule, limit, backend):
-    """Raise RuleError when ``rule``'s kernel comment takes more than ``limit`` UTF-8 bytes (the kernels count
-    bytes: a longer comment would be cut mid-character, and every later run would see a difference)."""
-    text = kernel_comment(rule)
-    size = len(text.encode('utf-8'))
-    if size > limit:
-        raise RuleError("rule '%s': field 'comment': %r makes the kernel comment %r %d bytes long in UTF-8; %s "
-                        "stores at most %d" % (rule['name'], rule['comment'], text, size, backend, limit))
 
 
 def refuse_translations(rules, backend, why):

@@ -57,6 +57,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    IPTABLES_COMMENT_MAX_BYTES,
     OUR_MARK,
     RuleError,
     kernel_comment,
@@ -226,7 +227,7 @@ class FirewalldBackend(Backend):
     name = 'firewalld'
     # Our rule's name and comment live in an XML comment of our file: no kernel limit, but the same as iptables',
     # so that a list valid here is valid on the kernel backends too.
-    comment_limit = 255
+    comment_limit = IPTABLES_COMMENT_MAX_BYTES
     policy_dir = DEFAULT_POLICY_DIR
 
     def __init__(self, run_command, get_bin_path, options, lock=None):

@@ -44,6 +44,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    IPTABLES_COMMENT_MAX_BYTES,
     OUR_MARK,
     kernel_comment,
     port_spans,
@@ -534,8 +535,7 @@ def place_ours(body, mine, table_name):
 class IptablesBackend(Backend):
     """iptables-nft or iptables-legacy (``variant`` 'nft' or 'legacy'), IPv4 and IPv6."""
 
-    # iptables' comment match keeps at most 255 bytes (XT_MAX_COMMENT_LEN 256, with its terminating zero).
-    comment_limit = 255
+    comment_limit = IPTABLES_COMMENT_MAX_BYTES
     # Where a base chain comes from, for messages about it.
     base_chain_origin = 'base_chains.%s'
 

@@ -50,6 +50,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     write_file_atomic,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
+    NFTABLES_COMMENT_MAX_BYTES,
     OUR_MARK,
     family_of,
     kernel_comment,
@@ -517,8 +518,7 @@ class NftablesBackend(Backend):
     """nftables through the ``nft`` command; ``ruleset_text`` is the JSON detection already read, if any."""
 
     name = 'nftables'
-    # nft keeps at most 128 bytes of a rule's comment (NFT_USERDATA_MAXLEN).
-    comment_limit = 128
+    comment_limit = NFTABLES_COMMENT_MAX_BYTES
 
     def __init__(self, run_command, get_bin_path, options, ruleset_text=None, lock=None):
         super(NftablesBackend, self).__init__(run_command, get_bin_path, options, lock=lock)
