@@ -85,6 +85,7 @@ PERSISTENCE_LAYOUTS = (
     ('/etc/sysconfig/nftables.conf', '/etc/nftables/lync-xmpp-federation.nft'),
     ('/etc/nftables.conf', '/etc/nftables.d/lync-xmpp-federation.nft'),
 )
+UNSAFE_PATH = re.compile(r'["\\*?\[\]\x00-\x1f\x7f]')
 ERROR_LINE = re.compile(r'^(?:/dev/stdin|-):(\d+):[\d-]+: Error: (.*)$')
 
 
@@ -408,9 +409,19 @@ class Ruleset(object):
                 for (table_family, table, chain), properties in self.chains.items() if sees(properties, table_family)]
 
 
-def _jump_targets(rule):
-    return [body.get('target') for expression in rule.get('expr', []) if isinstance(expression, dict)
-            for kind, body in expression.items() if kind in ('jump', 'goto') and isinstance(body, dict)]
+def _jump_targets(node):
+    """Every chain a rule jumps or goes to, verdict maps included (a jump may sit deep inside an expression)."""
+    if isinstance(node, dict):
+        targets = []
+        for kind, body in node.items():
+            if kind in ('jump', 'goto') and isinstance(body, dict) and isinstance(body.get('target'), str):
+                targets.append(body['target'])
+            else:
+                targets += _jump_targets(body)
+        return targets
+    if isinstance(node, list):
+        return [target for item in node for target in _jump_targets(item)]
+    return []
 
 
 class Ownership(object):
@@ -470,7 +481,7 @@ class Ownership(object):
             if (table, chain) in self.chains or (table == OUR_TABLE and self.own_table):
                 continue
             for index, rule in enumerate(rules):
-                for target in _jump_targets(rule):
+                for target in _jump_targets(rule.get('expr', [])):
                     if (table, target) not in self.chains:
                         continue
                     if rule.get('comment') == OUR_MARK:
@@ -528,6 +539,15 @@ class NftablesBackend(Backend):
         self._preloaded = ruleset_text
         self.live_chains = {}
         self._layouts = {}
+
+    def check(self, rules, state):
+        """Refuse paths that would not stand as themselves in an nft include line (quotes, control characters,
+        glob characters that nft would expand) or that are relative, before anything is read."""
+        for option in ('nft_persist_file', 'nft_main_config'):
+            value = self.options.get(option)
+            if value and (not value.startswith('/') or UNSAFE_PATH.search(value)):
+                raise BackendError('nftables: %s: %r must be an absolute path without quotes, backslashes, control '
+                                   'characters or the glob characters * ? [ ]' % (option, value))
 
     # -- reading ----------------------------------------------------------------
     def _nft(self):

@@ -475,3 +475,27 @@ def test_iptables_a_kill_between_the_families_is_repaired_by_the_next_run(varian
     assert result['changed'] and result['script'].startswith('# lync-xmpp-federation IPv6')
     assert not ok(ipt_module(namespace, changed))['changed']
     assert '--dport 5300' in saves(namespace, variant)[6]
+
+
+# -- injection through an option ------------------------------------------------------------------
+
+@pytest.mark.parametrize('persist_file', ['/tmp/lxO-x.nft"\nflush ruleset\ninclude "/tmp/lxO-y.nft',
+                                          '/etc/nftables.d/*.nft', 'relative/lync.nft'])
+def test_nftables_persist_path_cannot_inject_into_the_main_configuration(persist_file, make_host, tmp_path):
+    namespace = make_host('nftables')
+    main_config = tmp_path / 'nftables.conf'
+    main_config.write_text('#!/usr/sbin/nft -f\nflush ruleset\n')
+    before = ruleset(namespace)
+    refused(nft_module(namespace, SERVER_RULES, persist=True, nft_main_config=str(main_config),
+                       nft_persist_file=persist_file), 'nft_persist_file')
+    assert main_config.read_text() == '#!/usr/sbin/nft -f\nflush ruleset\n'
+    assert ruleset(namespace) == before
+
+
+def test_nftables_a_verdict_map_jumping_into_our_chain_refuses(make_host):
+    namespace = make_host('nftables')
+    ok(nft_module(namespace, SERVER_RULES))
+    namespace.run('nft', 'add', 'rule', 'inet', 'filter', 'forward', 'tcp', 'dport', 'vmap', '{ 9 : jump lync_xmpp_in }')
+    before = ruleset(namespace)
+    refused(nft_module(namespace, state='absent'), 'jumps to our chain lync_xmpp_in', 'vmap')
+    assert ruleset(namespace) == before
