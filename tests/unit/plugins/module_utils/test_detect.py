@@ -147,7 +147,8 @@ def test_explicit_iptables_follows_the_tables_in_the_kernel(tmp_path):
 
 FIREWALLD_HOSTS = [
     ({'ruleset': 'firewalld.json'}, 'managed by firewalld (table firewalld in the ruleset)'),
-    ({'processes': [['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork']]}, 'managed by firewalld (firewalld is running)'),
+    ({'processes': [['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork']]},
+     'managed by firewalld (firewalld is running)'),
 ]
 
 
