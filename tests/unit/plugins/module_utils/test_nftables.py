@@ -393,6 +393,22 @@ def test_a_table_named_like_ours_without_our_mark(tmp_path):
     assert not converge(backend_for(RecordedHost('foreign-table'), tmp_path), [], 'absent', False, False)['changed']
 
 
+def test_a_leftover_of_ours_from_an_earlier_placement_is_cleaned_up(tmp_path):
+    # Recorded after xmpp-gateway was placed with nft_table 'ip docker': our marked chain and jump there.
+    host = RecordedHost('leftover')
+    backend = backend_for(host, tmp_path, nft_table='ip docker')
+    gateway = only(RULES, 'xmpp-gateway')
+    assert not converge(backend, gateway, 'present', False, False)['changed'], 'where it was told to be'
+    host = RecordedHost('leftover')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    assert result['before'] == gateway and result['warnings'] == []
+    docker = [line for line in script_lines(result['script']) if 'docker' in line]
+    # Only what is ours in that table goes: our jump (by handle), then our chain.
+    assert docker == ['delete rule ip docker FORWARD handle 18', 'flush chain ip docker lync_xmpp_fwd',
+                      'delete chain ip docker lync_xmpp_fwd']
+    assert 'insert rule inet filter forward jump lync_xmpp_fwd comment "lync-xmpp-federation"' in result['script']
+
+
 # -- removal ---------------------------------------------------------------------------------
 
 def test_absent_removes_only_our_chains_jumps_and_table(tmp_path):
