@@ -309,8 +309,12 @@ def test_hand_edits_of_ours_are_found_and_repaired_with_nothing_else_named(tmp_p
     assert 'insert rule inet filter forward jump' not in result['script'], 'a jump in place stays'
     assert 'flush chain inet filter lync_xmpp_out' in lines and 'flush chain inet filter lync_xmpp_in' in lines
     assert 'docker' not in result['script']
-    # What was rewritten is said.
+    # What was rewritten is said; in check mode, what would be.
     assert result['warnings'] == ['%s (rewritten by this run)' % backend.problems()[0]]
+    host = RecordedHost('messy')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', False, True)
+    assert result['warnings'] == ['%s (a run without check mode would rewrite it)' % backend.problems()[0]]
+    assert host.scripts() == []
 
 
 # -- foreign content, names without our mark: refused or left alone ---------------------
