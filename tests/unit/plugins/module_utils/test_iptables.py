@@ -520,21 +520,22 @@ def test_a_foreign_chain_can_be_the_base_chain(tmp_path):
 # -- comments in bytes --------------------------------------------------------------------
 
 def commented(comment, name='r'):
-    return normalize_rules([{'name': name, 'direction': 'in', 'ports': [5269], 'comment': comment}])
+    return [{'name': name, 'direction': 'in', 'ports': [5269], 'comment': comment}]
 
 
 def test_kernel_comments_are_limited_to_255_bytes_before_anything_is_read(tmp_path):
     # 'lync-xmpp:r: ' takes 13 bytes. 100 characters of 2 bytes (refused by nftables) fit iptables' 255.
     host = RecordedHost('nft', 'admin')
     assert converge(backend_for(host, tmp_path), commented(u'\u00e9' * 100), 'present', False, True)['changed']
-    # Exactly 255 bytes fit; one more does not, with 3-byte characters well within the model's 128 characters.
+    # Exactly 255 bytes fit; one more does not, with 3-byte characters (85 of them).
     assert converge(backend_for(RecordedHost('nft', 'admin'), tmp_path), commented(u'\u20ac' * 80 + 'ab'),
                     'present', False, True)['changed']
     host = RecordedHost('nft', 'admin')
     with pytest.raises(RuleError) as caught:
         converge(backend_for(host, tmp_path), commented(u'\u20ac' * 80 + 'abc'), 'present', False, False)
-    assert "rule 'r': field 'comment'" in str(caught.value)
-    assert '256 bytes long in UTF-8; iptables-nft stores at most 255' in str(caught.value)
+    assert "rules[0] (r): field 'comment'" in str(caught.value)
+    assert str(caught.value).endswith('256 bytes, more than the 255 bytes any firewall backend takes: shorten it by '
+                                      '1 byte')
     assert host.calls == []
 
 

@@ -512,11 +512,12 @@ def test_kernel_comments_are_limited_in_bytes_before_anything_is_read(tmp_path):
     host = RecordedHost('admin')
     with pytest.raises(RuleError) as error:
         converge(backend_for(host, tmp_path), too_long, 'present', False, False)
-    assert ("rule 'r': field 'comment': %r makes the kernel comment" % (u'\u00e9' * 100)) in str(error.value)
-    assert '213 bytes long in UTF-8; nftables stores at most 128' in str(error.value)
+    assert ("rule 'r': field 'comment': '%s' is 200 bytes in UTF-8" % (u'\u00e9' * 100)) in str(error.value)
+    assert str(error.value).endswith("makes the rule's kernel comment ('lync-xmpp:', the name, ': ', the comment) "
+                                     '213 bytes, more than the 128 bytes nftables takes: shorten it by 85 bytes')
     assert host.calls == []
     one_over = commented(u'\u00e9' * 58)
-    with pytest.raises(RuleError, match='129 bytes long'):
+    with pytest.raises(RuleError, match='129 bytes, more than the 128 bytes nftables takes: shorten it by 1 byte$'):
         converge(backend_for(RecordedHost('admin'), tmp_path), one_over, 'present', False, False)
 
 
