@@ -99,12 +99,6 @@ class Host(object):
             detect.HOST_LOCK_PATH = saved
 
 
-@pytest.fixture(autouse=True)
-def no_machine_lock(tmp_path, monkeypatch):
-    """Detection takes the one host lock: each Host here has its own, and nothing takes the machine's."""
-    monkeypatch.setattr(detect, 'HOST_LOCK_PATH', str(tmp_path / 'unused' / 'host.lock'))
-
-
 @pytest.mark.parametrize('ruleset, legacy, expected', [
     ('admin', '', 'nftables'),                 # the admin's own nftables tables
     ('applied', '', 'nftables'),

@@ -15,7 +15,6 @@ __metaclass__ = type
 
 import contextlib
 import errno
-import itertools
 import json
 import os
 
@@ -94,11 +93,6 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
     monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
     monkeypatch.setattr(basic.AnsibleModule, 'warn', warn)
-    # The one host lock, taken by detection: the test's own, never the machine's; and one a run, as each run is a
-    # process of its own that ends with the run.
-    runs = itertools.count()
-    monkeypatch.setattr(detect, 'HOST_LOCK_PATH', str(tmp_path / 'host.lock'))
-    monkeypatch.setattr(detect, 'hold_host_lock', lambda path: hold_host_lock('%s.%d' % (path, next(runs))))
     proc = tmp_path / 'proc'
     (proc / 'net').mkdir(parents=True)
     monkeypatch.setattr(detect, 'PATHS', {'legacy_tables': (str(proc / 'net' / 'ip_tables_names'),),
@@ -255,5 +249,17 @@ def test_a_comment_too_long_in_bytes_fails_before_the_host_is_read(host):
     long_comment = [{'name': 'r', 'direction': 'in', 'ports': [5269], 'comment': u'\u00e9' * 100}]
     result = run({'rules': long_comment, 'persist': False})
     assert result['failed'] and not result['changed']
-    assert "rule 'r': field 'comment'" in result['msg'] and 'nftables stores at most 128' in result['msg']
+    assert "rule 'r': field 'comment'" in result['msg']
+    assert 'more than the 128 bytes nftables takes: shorten it by 85 bytes' in result['msg']
     assert host['calls'] == [LIST_JSON], 'only detection, which must know the backend and its limit'
+
+
+def test_the_host_lock_is_free_when_a_run_ends(host, private_host_lock):
+    # A run holds the one host lock from detection to its end: however it ends, the next run may go on.
+    assert not run({'rules': RULES, 'persist': False})['failed']
+    hold_host_lock(private_host_lock, timeout=0.1).close()
+    assert run({'rules': RULES, 'persist': False, 'backend': 'ufw'})['failed'], 'refused by detection'
+    hold_host_lock(private_host_lock, timeout=0.1).close()
+    host['stage'] = 'tainted'
+    assert run({'rules': RULES, 'persist': False})['failed'], 'refused by the backend'
+    hold_host_lock(private_host_lock, timeout=0.1).close()
