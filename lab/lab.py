@@ -205,7 +205,24 @@ def nft_baseline(role):
             '\t}\n\n'
             '\tchain output {\n' + output +
             '\t}\n'
-            '}\n')
+            '}\n' + ('' if server else NFT_NAMESAKE))
+
+
+# On the firewalls, an admin's chain that happens to carry one of our names, in a table of the admin's own, where
+# the collection never puts anything (a firewall needs forward rules only). It is not ours (no mark), so every run
+# leaves it alone, and the baseline comparison after removal finds it byte for byte.
+NFT_NAMESAKE = '''
+table inet admin_egress {
+	chain lync_xmpp_out {
+		tcp dport 9 reject
+	}
+
+	chain output {
+		type filter hook output priority filter + 5; policy accept;
+		jump lync_xmpp_out
+	}
+}
+'''
 
 
 # Docker's way: a table of its own with a forward base chain and chains it
@@ -293,6 +310,19 @@ FIREWALLD_EGRESS = '''<?xml version="1.0" encoding="utf-8"?>
   </rule>
 </policy>
 '''
+# The same on firewalld: an admin's policy named like one of ours, without our mark, on the firewalls.
+FIREWALLD_NAMESAKE = '''<?xml version="1.0" encoding="utf-8"?>
+<policy target="CONTINUE" priority="50">
+  <short>lync-xmpp-out</short>
+  <description>The lab admin's own policy that happens to carry one of the collection's names.</description>
+  <ingress-zone name="HOST"/>
+  <egress-zone name="ANY"/>
+  <rule>
+    <protocol value="icmp"/>
+    <accept/>
+  </rule>
+</policy>
+'''
 FIREWALLD_START = '''mkdir -p /run/dbus
 [ -e /run/dbus/system_bus_socket ] || dbus-daemon --system --fork
 setsid firewalld --nofork --nopid </dev/null >/var/log/lab-firewalld.log 2>&1 &
@@ -344,6 +374,8 @@ def baseline_script(state, name):
         script = heredoc('/etc/firewalld/zones/public.xml', FIREWALLD_ZONE)
         if host['role'] in ('edge', 'front_end'):
             script += heredoc('/etc/firewalld/policies/admin-egress.xml', FIREWALLD_EGRESS)
+        else:
+            script += heredoc('/etc/firewalld/policies/lync-xmpp-out.xml', FIREWALLD_NAMESAKE)
         script += FIREWALLD_START
     elif firewall == 'ufw':
         script = ufw_baseline(host['role'])
