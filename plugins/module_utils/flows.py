@@ -350,6 +350,18 @@ def _vantage(vantage, hostvars, groups):
     return vantage, _ip_address(hostvars[vantage].get('ansible_host') or vantage)
 
 
+def _partner_addresses(partner):
+    """The partner listener's addresses, bare; each one host, since a flow connects to one address."""
+    where = "%s: argument 'partner'" % WHERE
+    addresses = []
+    for item in as_list(partner) if partner not in (None, '') else []:
+        address = normalize_host_address(item, where)
+        if ipaddress.ip_interface(str(item).strip()).network.prefixlen != ipaddress.ip_interface(address).max_prefixlen:
+            raise RuleError("%s: %r is a network; name the address of the partner's 5269 listener" % (where, item))
+        addresses.append(_bare(address))
+    return sorted(set(addresses), key=_address_key)
+
+
 def flows(matrix, hostvars, groups, extra_rows=None, partner_networks=None, restrict_internal_sources=None,
           vantage=None, partner=None):
     """Every flow the matrix implies on this inventory, open and blocked, sorted; raises RuleError on bad input.
@@ -367,9 +379,7 @@ def flows(matrix, hostvars, groups, extra_rows=None, partner_networks=None, rest
                                   "%s: argument 'partner_networks'" % WHERE)
     restrict = _boolean(False if restrict_internal_sources is None else restrict_internal_sources,
                         "%s: argument 'restrict_internal_sources'" % WHERE)
-    partner_items = as_list(partner) if partner not in (None, '') else []
-    partner_where = "%s: argument 'partner'" % WHERE
-    partner_addresses = [_bare(normalize_host_address(item, partner_where)) for item in partner_items]
+    partner_addresses = _partner_addresses(partner)
     vantage_name, vantage_address = _vantage(vantage, hostvars, groups)
     members = set(host for group in (GROUP_EDGE, GROUP_FRONT_END, GROUP_EXTERNAL_FIREWALL, GROUP_INTERNAL_FIREWALL)
                   for host in (groups.get(group) or ()))
@@ -381,5 +391,4 @@ def flows(matrix, hostvars, groups, extra_rows=None, partner_networks=None, rest
     if not inventory.edges():
         raise RuleError("%s: group '%s' has no host, but %s are in the other groups; every row ends at an Edge"
                         % (WHERE, GROUP_EDGE, ', '.join("'%s'" % host for host in sorted(members))))
-    partner_addresses = sorted(set(partner_addresses), key=_address_key)
     return _Flows(inventory, rows, vantage_name, vantage_address, partner_addresses).build()

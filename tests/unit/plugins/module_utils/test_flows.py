@@ -41,9 +41,9 @@ def topology(edges, front_ends, others=None):
 
 def summary(found):
     """Each flow as (id, expected[, translated_to=..., seen_as=...]): short enough to compare whole lists."""
-    return [(flow['id'], flow['expected'])
-            + tuple('%s=%s' % (key, flow[key]) for key in ('translated_to', 'seen_as') if flow[key])
-            for flow in found]
+    def nat(flow):
+        return tuple('%s=%s' % (key, flow[key]) for key in ('translated_to', 'seen_as') if flow[key])
+    return [(flow['id'], flow['expected']) + nat(flow) for flow in found]
 
 
 def test_single_edge_without_vantage_or_partner_uses_the_labels():
