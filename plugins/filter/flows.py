@@ -15,7 +15,7 @@ author: lync.xmpp_federation contributors (@lync-xmpp-federation)
 description:
   - Reads the same matrix (C(xmpp_firewall_matrix) plus C(xmpp_firewall_extra_rows)) and the same inventory as
     P(lync.xmpp_federation.host_rules#filter), and says, connection by connection, what the rules must achieve
-    across the estate. The playbook C(lync.xmpp_federation.plan) shows it; verification reads it.
+    across the estate. The playbook C(lync.xmpp_federation.plan) shows it.
   - "Open flows, one per row, source, destination address and port: a row that ends at an Edge goes from every
     host or vantage point of its other end to every address of that end on every Edge; a row that starts at an
     Edge goes from every Edge to every address of its other end of the same address family."

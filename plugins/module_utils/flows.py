@@ -8,8 +8,9 @@
 The rule translation (matrix.py) says what each host's firewall holds; this
 module says what that must achieve, connection by connection, from the same
 rows and the same inventory (both read through matrix.py, so a row or an
-address means the same thing here and there). ``plan`` shows it, and
-``verify`` and the lab prove it.
+address means the same thing here and there). The ``plan`` playbook shows
+it; it is the one list of flows for ``verify`` and the lab's proof to read,
+so that no row id or port is written anywhere else.
 
 Who starts a row's flows:
 
