@@ -25,6 +25,9 @@ description:
     C(lync_front_end) hosts at their C(lync_internal_ip) addresses (default C(ansible_host)). C(edge_external)
     and C(edge_internal) are every C(lync_edge) host at its C(lync_edge_external_ip) or C(lync_edge_internal_ip)
     addresses. A literal network stands for itself.
+  - Unlike P(lync.xmpp_federation.host_rules#filter), which needs them only with O(restrict_internal_sources), the
+    flows always need the Front End addresses (the reverse of row 3 goes to them, and a Front End reaches only the
+    Edge addresses of its own families) - C(lync_internal_ip), or an C(ansible_host) that is an IP address.
   - From the Internet side, an Edge behind NAT is reached at its C(lync_edge_public_ip) of that address family;
     the flow's C(translated_to) is the external address the firewall sends it to. A flow from such an Edge to
     the Internet side has C(seen_as), the public address the far end sees.
