@@ -24,7 +24,8 @@ description:
     address family, of that Edge's own, translated to the Edge's one C(lync_edge_external_ip) address of that
     family). Translation
     rules are named C(<row id>-dnat-<edge>-ipv4) and C(<row id>-snat-<edge>-ipv4) (C(-ipv6) likewise); a host
-    name too long for a rule name is cut and given a short digest of the full name.
+    name too long for a rule name, or for the kernel comment with the row's comment (128 bytes in nftables), is
+    cut and given a short digest of the full name.
   - Hosts in C(lync_internal_firewall) get forward rules for the rows that touch the Edge internal interfaces.
   - Any other host gets an empty list.
   - Addresses may be IPv4 or IPv6, a string or a list, with or without prefix length. Host addresses become

@@ -255,7 +255,8 @@ def _converge(backend, rules, state, persist, check_mode, canonical):
                                    'failed: %s' % (backend.name, error), applied=False)
     warnings = list(backend.notices)
     if write:
-        warnings += ['%s (rewritten by this run)' % problem for problem in backend.problems()]
+        done = 'a run without check mode would rewrite it' if check_mode else 'rewritten by this run'
+        warnings += ['%s (%s)' % (problem, done) for problem in backend.problems()]
     return {
         'changed': bool(write or persisted),
         'backend': backend.name,

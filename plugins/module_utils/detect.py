@@ -173,6 +173,16 @@ def select_backend(run_command, get_bin_path, options, paths=None):
         raise BackendError('backend: %r is not one of %s' % (choice, ', '.join(BACKEND_CHOICES)))
     nft = get_bin_path('nft')
     lock = hold_host_lock(HOST_LOCK_PATH) if HOST_LOCK_PATH else None
+    try:
+        return _detected_backend(run_command, get_bin_path, options, paths, choice, nft, lock)
+    except Exception:
+        # No backend will hold the lock: let the next run in now, not when a long-lived caller drops the error.
+        if lock is not None:
+            lock.close()
+        raise
+
+
+def _detected_backend(run_command, get_bin_path, options, paths, choice, nft, lock):
     ruleset, ruleset_text = None, None
     if nft:
         rc, ruleset_text, err = run_command([nft, '-j', 'list', 'ruleset'])

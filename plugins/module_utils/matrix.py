@@ -41,10 +41,12 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
     COMMENT_FORBIDDEN,
     COMMENT_RULES,
     NAME_PATTERN,
+    NFTABLES_COMMENT_MAX_BYTES,
     PROTOCOLS,
     RuleError,
     as_list,
     family_of,
+    kernel_comment,
     normalize_host_address,
     normalize_networks,
     normalize_ports,
@@ -82,6 +84,7 @@ ROW_ID_MAX = 40
 # Rule names are at most 64 characters (rule_model.NAME_PATTERN); '-ipv4'/'-ipv6' takes 5 of them.
 FAMILY_SUFFIX_LENGTH = 5
 RULE_NAME_MAX = 64
+HOST_DIGEST_LENGTH = 8
 
 
 def _row_where(index, row, variable):
@@ -180,7 +183,7 @@ def _host_tag(text, room):
     tag = re.sub(r'[^A-Za-z0-9_.-]', '_', text)
     if tag == text and len(tag) <= room:
         return tag
-    digest = hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]
+    digest = hashlib.sha256(text.encode('utf-8')).hexdigest()[:HOST_DIGEST_LENGTH]
     return '%s-%s' % (tag[:max(room - len(digest) - 1, 0)], digest) if room > len(digest) else digest[:room]
 
 
@@ -439,6 +442,18 @@ class _Translation(object):
             if side == 'external':
                 self.translations(row, source, destination, source_any, destination_any)
 
+    @staticmethod
+    def host_tag_room(row, prefix):
+        """How long a host name may be in a rule name that starts with ``prefix``.
+
+        The name must fit in a rule name, and with our mark and the row's comment in the kernel comment, which the
+        strictest kernel (nftables) keeps in NFTABLES_COMMENT_MAX_BYTES bytes. Never less than a digest, which keeps
+        names unique: a comment too long even then is refused where the rule is checked, naming the row.
+        """
+        used = len(kernel_comment({'name': '', 'comment': row['comment']}).encode('utf-8'))
+        room = min(RULE_NAME_MAX, NFTABLES_COMMENT_MAX_BYTES - used) - FAMILY_SUFFIX_LENGTH - len(prefix)
+        return max(room, HOST_DIGEST_LENGTH)
+
     def translations(self, row, source, destination, source_any, destination_any):
         """An Edge behind NAT: its public address in, its external address out."""
         for edge in self.inv.edges():
@@ -447,7 +462,7 @@ class _Translation(object):
                     if row['destination' if kind == 'dnat' else 'source'] != EDGE_EXTERNAL:
                         continue
                     prefix = '%s-%s-' % (row['id'], kind)
-                    name = prefix + _host_tag(edge, RULE_NAME_MAX - FAMILY_SUFFIX_LENGTH - len(prefix))
+                    name = prefix + _host_tag(edge, self.host_tag_room(row, prefix))
                     if kind == 'dnat':
                         self.emit(name, row, 'forward', source, [public], source_any, False,
                                   nat='dnat', nat_to=_bare(private))

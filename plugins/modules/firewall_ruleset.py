@@ -337,6 +337,11 @@ def main():
         module.fail_json(msg='firewall_ruleset needs Python 3.6 or later on the managed host, not %s'
                          % sys.version.split()[0], exception=IMPORT_ERROR)
     params = module.params
+    if params['state'] == 'present' and params['rules'] is None:
+        # required_if takes an option given as null for given: "rules:" left empty, or a variable that is null, must
+        # not remove everything of ours either.
+        module.fail_json(msg='rules: null with state=present; give the host\'s rules, or rules: [] to remove '
+                         'everything of ours', changed=False)
     try:
         # Validate before anything is read or written: bad input changes nothing.
         rules = normalize_rules(params['rules'] or [], 'rules')

@@ -26,7 +26,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.lync.xmpp_federation.plugins.filter.host_rules import FilterModule
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.matrix import host_rules
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError, kernel_comment
 
 COLLECTION_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 ROLE_DEFAULTS = os.path.join(COLLECTION_ROOT, 'roles', 'xmpp_firewall', 'defaults', 'main.yml')
@@ -273,16 +273,27 @@ def test_nat_ipv6_and_long_host_names():
                            'lync_edge_public_ip': '2001:db8:62::10/64'}},
         front_ends={'fe1': {'ansible_host': '2001:db8:30::200'}},
     )
-    # A host name that does not fit in a rule name (64 characters) is cut and given the first
-    # 8 hex digits of the SHA-256 of the full name, so that the name stays unique and stable.
-    assert translate('fw-ext', hostvars, groups) == [
-        rule('xmpp-s2s-inbound-dnat-edge-number-one.perimeter.da-39b828ee-ipv6', 'forward', [5269], ANY,
+    # A host name that does not fit is cut and given the first 8 hex digits of the SHA-256 of the full name, so
+    # that the name stays unique and stable. It must fit in a rule name (64 characters), and with our mark and
+    # the row's comment in a kernel comment, which nftables keeps in 128 bytes.
+    rules = translate('fw-ext', hostvars, groups)
+    assert rules == [
+        rule('xmpp-s2s-inbound-dnat-edge-number-one.perimet-39b828ee-ipv6', 'forward', [5269], ANY,
              ['2001:db8:62::10/128'], ROW1, nat='dnat', nat_to='2001:db8:10::10'),
         rule('xmpp-s2s-inbound-ipv6', 'forward', [5269], ANY, ['2001:db8:10::10/128'], ROW1),
         rule('xmpp-s2s-outbound-ipv6', 'forward', [5269], ['2001:db8:10::10/128'], ANY, ROW2),
-        rule('xmpp-s2s-outbound-snat-edge-number-one.perimeter.d-39b828ee-ipv6', 'forward', [5269],
+        rule('xmpp-s2s-outbound-snat-edge-number-one.perime-39b828ee-ipv6', 'forward', [5269],
              ['2001:db8:10::10/128'], ANY, ROW2, nat='snat', nat_to='2001:db8:62::10'),
     ]
+    assert [len(kernel_comment(each).encode('utf-8')) for each in rules] == [128, 90, 91, 128]
+    # A shorter name that fits both keeps its host name whole.
+    hostvars, groups = topology(
+        edges={'edge01.dmz.example.org': {'lync_edge_external_ip': ['2001:db8:10::10'],
+                                          'lync_edge_internal_ip': '2001:db8:20::10',
+                                          'lync_edge_public_ip': '2001:db8:62::10'}},
+        front_ends={'fe1': {'ansible_host': '2001:db8:30::200'}},
+    )
+    assert translate('fw-ext', hostvars, groups)[0]['name'] == 'xmpp-s2s-inbound-dnat-edge01.dmz.example.org-ipv6'
 
 
 PARTNERS = ['198.51.100.64/27', '2001:DB8:64::/48', '198.51.100.96/28']

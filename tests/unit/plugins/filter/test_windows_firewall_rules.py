@@ -457,7 +457,12 @@ def _templar(variables):
 
 
 def render(expression, **variables):
-    from ansible.template import trust_as_template
+    try:
+        from ansible.template import trust_as_template
+    except ImportError:  # ansible-core before 2.19 templates every string it is given
+
+        def trust_as_template(value):
+            return value
     with open(DEFAULTS) as handle:
         defaults = yaml.safe_load(handle)
     defaults.update(variables)

@@ -18,7 +18,11 @@ import os
 
 import pytest
 
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, converge
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    BackendError,
+    OwnershipError,
+    converge,
+)
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import (
     FirewalldBackend,
     RichRule,
@@ -27,7 +31,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld imp
     rich_priority,
     rich_rules,
 )
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError, normalize_rules
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'firewalld')
 CMD = '/usr/bin/firewall-cmd'
@@ -271,5 +275,83 @@ def test_translation_and_persist_false_are_refused_before_anything_is_read(tmp_p
 def test_firewalld_not_running_is_said(tmp_path):
     host = RecordedFirewalld(tmp_path, 'admin')
     host.run_command = lambda argv, data=None, binary_data=False: (252, 'not running', '')
-    with pytest.raises(BackendError, match=r'--list-all-policies failed \(252\): not running; firewalld must be running'):
+    with pytest.raises(BackendError,
+                       match=r'--list-all-policies failed \(252\): not running; firewalld must be running'):
         converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+
+
+# -- ownership by mark ---------------------------------------------------------------
+
+def unmark(host, name):
+    """Our policy file as an admin might have written it under our name: the same, without our mark."""
+    path = host.policy_dir / name
+    text = path.read_text()
+    assert ' [lync-xmpp-federation]</description>' in text
+    path.write_text(text.replace(' [lync-xmpp-federation]</description>', '</description>'))
+    return path
+
+
+def test_our_policy_files_carry_our_mark_and_our_rules_names():
+    for name in POLICY_FILES:
+        text = fixture(name)
+        assert '<description>XMPP federation rules (%s), managed by lync.xmpp_federation [lync-xmpp-federation]' \
+            '</description>' % {'lync-xmpp-fwd.xml': 'forward', 'lync-xmpp-in.xml': 'in',
+                                'lync-xmpp-out.xml': 'out'}[name] in text
+    assert '  <!-- lync-xmpp:xmpp-in6: row 1 v6 -->\n  <rule priority="-32767" family="ipv6">' in \
+        fixture('lync-xmpp-in.xml')
+
+
+def test_a_policy_named_like_ours_without_our_mark_where_the_rules_need_it_is_refused(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    path = unmark(host, 'lync-xmpp-in.xml')
+    before = host.files()
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+    assert str(error.value) == (
+        'firewalld: refusing to run, nothing was changed: firewalld policy lync-xmpp-in is named like ours but is '
+        'not ours (%s lacks our mark), and the rules need that policy (rename or remove it)' % path)
+    assert host.files() == before and host.calls == [['--list-all-policies']]
+
+
+def test_a_policy_named_like_ours_the_rules_do_not_need_is_left_alone_and_said(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'applied')
+    path = unmark(host, 'lync-xmpp-in.xml')
+    admins = path.read_text()
+    without_in = [rule for rule in RULES if rule['direction'] != 'in']
+    result = converge(backend_for(host, tmp_path), without_in, 'present', True, False)
+    # Our other policies are as wanted: nothing to write, and the admin's file is neither rewritten nor removed.
+    assert not result['changed'] and path.read_text() == admins
+    assert result['warnings'] == ['firewalld: left alone: firewalld policy lync-xmpp-in is named like ours but is '
+                                  'not ours (%s lacks our mark)' % path]
+    assert [rule['name'] for rule in result['before']] == ['xmpp-out', 'zz-reject']
+    # Removing ours leaves it too.
+    result = converge(backend_for(host, tmp_path), [], 'absent', True, False)
+    assert result['changed'] and sorted(host.files()) == ['lync-xmpp-in.xml'] and path.read_text() == admins
+    assert '# remove %s' % path not in result['script']
+
+
+def test_a_policy_named_like_ours_from_elsewhere_is_not_ours(tmp_path):
+    # firewalld lists our policies, but our directory has no file for them (they came from elsewhere).
+    host = RecordedFirewalld(tmp_path, 'applied')
+    for name in POLICY_FILES:
+        (host.policy_dir / name).unlink()
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path), RULES, 'present', True, False)
+    assert ('firewalld policy lync-xmpp-fwd is named like ours but is not ours (it is not defined by a file of ours '
+            'in %s)' % host.policy_dir) in str(error.value)
+    assert host.files() == {}
+    # Nothing of ours to remove.
+    result = converge(backend_for(host, tmp_path), [], 'absent', True, False)
+    assert not result['changed'] and len(result['warnings']) == 3 and host.writes() == []
+
+
+def test_comments_are_limited_to_255_bytes_as_on_iptables(tmp_path):
+    host = RecordedFirewalld(tmp_path, 'admin')
+    fits = [{'name': 'r', 'direction': 'in', 'ports': [5269], 'comment': u'\u00e9' * 100}]
+    assert converge(backend_for(host, tmp_path), fits, 'present', True, True)['changed']
+    too_long = [{'name': 'r', 'direction': 'in', 'ports': [5269], 'comment': u'\u20ac' * 81}]
+    (tmp_path / 'b').mkdir()
+    host = RecordedFirewalld(tmp_path / 'b', 'admin')
+    with pytest.raises(RuleError, match='256 bytes, more than the 255 bytes any firewall backend takes'):
+        converge(backend_for(host, tmp_path), too_long, 'present', True, False)
+    assert host.calls == []

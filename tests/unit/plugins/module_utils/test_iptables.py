@@ -6,22 +6,28 @@
 """The iptables backend against iptables-save output recorded from real kernels.
 
 The fixtures under fixtures/iptables/ were recorded by record.sh there: an
-admin ruleset, then rules.json applied by this backend, then hand edits.  The
-only double is ``RecordedHost``: it serves the recorded output for *-save and
-records every command, restore input included.
+admin ruleset, then rules.json applied by this backend, then hand edits of
+ours (messy) or foreign content in our chains (tainted), and an admin's chain
+named like ours (namesake).  The only double is ``RecordedHost``: it serves
+the recorded output for *-save and records every command, restore input
+included.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import os
 
 import pytest
 
+from ansible_collections.lync.xmpp_federation.plugins.module_utils import backend as backend_module
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
     BackendError,
+    OwnershipError,
+    PersistenceError,
     converge,
     group_kernel_rules,
     hold_host_lock,
@@ -37,7 +43,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables impo
     save_quote,
     split_words,
 )
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError, normalize_rules
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'iptables')
 VARIANTS = ('nft', 'legacy')
@@ -62,14 +68,17 @@ class RecordedHost(object):
     """run_command/get_bin_path doubles for one host: recorded *-save output, every call recorded.
 
     ``restore_results`` maps (family, testing) to the (rc, out, err) the
-    restore tool gives; by default it succeeds.
+    restore tool gives; by default it succeeds.  ``save_results`` maps a save
+    tool's name to the (rc, out, err) it gives instead of the recording.
     """
 
-    def __init__(self, variant, stage, restore_results=None, binaries=None, versions=None, saves=None):
+    def __init__(self, variant, stage, restore_results=None, binaries=None, versions=None, saves=None,
+                 save_results=None):
         self.variant = variant
         self.saves = saves or dict(('%s-%s-save' % (TOOL[family], variant),
                                     fixture('%s-%s.v%d.save' % (variant, stage, family))) for family in (4, 6))
         self.restore_results = restore_results or {}
+        self.save_results = save_results or {}
         self.binaries = binaries if binaries is not None else set(
             '%s-%s-%s' % (TOOL[family], variant, kind) for family in (4, 6) for kind in ('save', 'restore'))
         self.versions = versions or {}
@@ -82,7 +91,7 @@ class RecordedHost(object):
         self.calls.append((argv, data))
         name = os.path.basename(argv[0])
         if name in self.saves:
-            return 0, self.saves[name], ''
+            return self.save_results.get(name, (0, self.saves[name], ''))
         if argv[1:] == ['-V']:
             return 0, self.versions[name], ''
         if name.endswith('-restore'):
@@ -102,6 +111,17 @@ def backend_for(host, tmp_path, **options):
     return backend
 
 
+def planned(host, tmp_path, rules, **options):
+    """{family: restore input} a run with ``rules`` would apply, from the host's recorded state."""
+    backend = backend_for(host, tmp_path, **options)
+    backend.read()
+    return dict((family, text) for _label, text, family in backend.plan(rules).steps)
+
+
+def only(rules, *names):
+    return [rule for rule in rules if rule['name'] in names]
+
+
 # -- the text format --------------------------------------------------------------
 
 def test_words_are_split_and_quoted_as_iptables_does():
@@ -111,6 +131,9 @@ def test_words_are_split_and_quoted_as_iptables_does():
     with pytest.raises(ValueError):
         split_words('--comment "open')
     assert save_quote('lync-xmpp-federation') == 'lync-xmpp-federation'
+    # Our rule mark holds a colon: quoted, as iptables-save prints it (see the recordings).
+    assert save_quote('lync-xmpp:edge-snat') == '"lync-xmpp:edge-snat"'
+    assert '--comment "lync-xmpp:edge-snat" -j SNAT' in fixture('nft-applied.v4.save')
     assert save_quote('row 1') == '"row 1"'
     assert save_quote("partner's.edge") == '"partner\\\'s.edge"'
 
@@ -125,11 +148,11 @@ def test_multiport_takes_fifteen_ports_a_range_counting_two():
 
 
 def test_a_kernel_rule_reads_back_as_it_was_written():
-    rule = KernelRule('LYNC-XMPP-FWD', '198.51.100.2/32', None, 'udp', ((1, 1), (100, 110)), 'a: b', 'REJECT',
-                      'icmp-port-unreachable')
+    rule = KernelRule('LYNC-XMPP-FWD', '198.51.100.2/32', None, 'udp', ((1, 1), (100, 110)), 'lync-xmpp:a: b',
+                      'REJECT', 'icmp-port-unreachable')
     line = format_kernel_rule(rule)
     assert line == ('-A LYNC-XMPP-FWD -s 198.51.100.2/32 -p udp -m multiport --dports 1,100:110 '
-                    '-m comment --comment "a: b" -j REJECT --reject-with icmp-port-unreachable')
+                    '-m comment --comment "lync-xmpp:a: b" -j REJECT --reject-with icmp-port-unreachable')
     assert parse_kernel_rule('LYNC-XMPP-FWD', line.split(' ', 2)[2]) == rule
     # The shorter forms a person might type read the same.
     assert parse_kernel_rule('LYNC-XMPP-DNAT', '-d 2001:db8:a::1 -p tcp --dport 5269 -m comment --comment x '
@@ -153,7 +176,8 @@ def test_an_admin_ruleset_holds_nothing_of_ours_and_is_read_once_per_family(vari
     # One *-save call per family, without -t: every table in one read.
     assert [argv for argv, _data in host.calls] == [['/usr/sbin/iptables-%s-save' % variant],
                                                     ['/usr/sbin/ip6tables-%s-save' % variant]]
-    assert backend.render_absent() == ''
+    transaction = backend.plan([])
+    assert not transaction and transaction.text() == ''
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
@@ -161,7 +185,7 @@ def test_applied_rules_read_back_as_the_rules_that_made_them(variant, tmp_path):
     host = RecordedHost(variant, 'applied')
     backend = backend_for(host, tmp_path)
     result = converge(backend, RULES, 'present', False, False)
-    assert backend.problems() == []
+    assert backend.problems() == [] and result['warnings'] == []
     assert result['before'] == RULES
     assert not result['changed'] and result['script'] == ''
     assert host.restores() == []
@@ -174,53 +198,145 @@ def test_a_different_desired_list_is_a_difference(variant, tmp_path):
     backend.read()
     fewer = [rule for rule in RULES if rule['name'] != 'edge-snat']
     assert not backend.in_place(fewer)
-    script = backend.render_present(fewer)
     # Only the IPv4 nat table changes: the SNAT chain and its jump go, nothing else is written.
-    assert script == (
+    assert backend.plan(fewer).text() == (
         '# lync-xmpp-federation IPv4: iptables-%s-restore --noflush\n'
         '*nat\n'
         ':LYNC-XMPP-DNAT - [0:0]\n'
         ':LYNC-XMPP-SNAT - [0:0]\n'
         '-D POSTROUTING -m comment --comment lync-xmpp-federation -j LYNC-XMPP-SNAT\n'
         '-A LYNC-XMPP-DNAT -d 198.51.100.1/32 -p tcp -m tcp --dport 5269 -m comment --comment '
-        '"edge-dnat: public to Edge" -j DNAT --to-destination 198.51.100.66\n'
+        '"lync-xmpp:edge-dnat: public to Edge" -j DNAT --to-destination 198.51.100.66\n'
         '-X LYNC-XMPP-SNAT\n'
         'COMMIT\n' % variant)
 
 
+# -- hand edits of ours: repaired ----------------------------------------------------
+
 @pytest.mark.parametrize('variant', VARIANTS)
-def test_hand_edits_are_seen_and_repaired(variant, tmp_path):
+def test_hand_edits_of_ours_are_seen_and_repaired(variant, tmp_path):
     backend = backend_for(RecordedHost(variant, 'messy'), tmp_path)
     backend.read()
-    problems = '\n'.join(backend.problems())
-    assert "unexpected '-i'" in problems
+    assert backend.problems() == [
+        "IPv4 filter LYNC-XMPP-OUT: rule not in our form (unexpected '-o'): -o eth0 -p tcp -m tcp --dport 5269 "
+        '-m comment --comment "lync-xmpp:xmpp-s2s-outbound: by hand" -j ACCEPT']
     by_name = dict((rule['name'], rule) for rule in backend.current_rules())
-    # One source's kernel rule deleted: the rule reads back with the other source only.
+    # One source's kernel rule deleted: the rule reads back with the other source only; the edited port shows.
     assert by_name['xmpp-s2s-inbound']['source'] == ['198.51.100.7/32']
     assert by_name['xmpp-s2s-inbound-ipv6']['ports'] == [5270]
     assert not backend.in_place(RULES)
-    script = backend.render_present(RULES)
-    ipv4 = script.split('# lync-xmpp-federation IPv6', 1)[0]
+    host = RecordedHost(variant, 'messy')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    ipv4, ipv6 = [data for name, flags, data in host.restores() if '--test' not in flags]
     # Both jumps into LYNC-XMPP-IN go (one was not first) and one comes back, first.
     assert ipv4.count('-D INPUT -m comment --comment lync-xmpp-federation -j LYNC-XMPP-IN\n') == 2
     assert '-I INPUT 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-IN\n' in ipv4
-    # The jump from a foreign chain goes; foreign rules are never named otherwise.
-    assert '-D DOCKER-LIKE -j LYNC-XMPP-FWD\n' in ipv4
-    assert [line for line in script.splitlines() if line.startswith(('-D', '-I', '-A'))
+    # Foreign rules are never named; the IPv4 nat table, untouched by the edits, is not rewritten.
+    assert [line for line in result['script'].splitlines() if line.startswith(('-D', '-I', '-A'))
             and 'LYNC-XMPP' not in line] == []
-    # The IPv4 nat table was left alone by the edits: it is not rewritten.
     assert '*nat' not in ipv4
-    assert '--dport 5269 -m comment --comment "xmpp-s2s-inbound-ipv6' in script
+    assert ('-A LYNC-XMPP-IN -d 2001:db8:b::66/128 -p tcp -m tcp --dport 5269 -m comment --comment '
+            '"lync-xmpp:xmpp-s2s-inbound-ipv6: XMPP federation row 1" -j ACCEPT\n') in ipv6
+    assert 'eth0' not in result['script']
+    assert result['warnings'] == ['%s (rewritten by this run)' % backend.problems()[0]]
 
+
+# -- foreign content, chains named like ours: refused or left alone -------------------
+
+def reads_only(host, variant):
+    return [argv for argv, _data in host.calls] == [['/usr/sbin/iptables-%s-save' % variant],
+                                                    ['/usr/sbin/ip6tables-%s-save' % variant]]
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+@pytest.mark.parametrize('rules, state', [(RULES, 'present'), ([], 'present'), ([], 'absent')])
+def test_foreign_content_in_or_into_our_chains_refuses_every_run_naming_it(variant, rules, state, tmp_path):
+    host = RecordedHost(variant, 'tainted')
+    with pytest.raises(OwnershipError) as caught:
+        converge(backend_for(host, tmp_path), rules, state, False, False)
+    text = str(caught.value)
+    assert text.startswith('iptables-%s: refusing to run, nothing was changed: ' % variant)
+    assert ('IPv4 filter table, chain LYNC-XMPP-OUT: holds a rule that is not ours: '
+            '-A LYNC-XMPP-OUT -i eth0 -j ACCEPT') in text
+    assert ('IPv4 filter table, chain DOCKER-LIKE: a rule that is not ours jumps to our chain LYNC-XMPP-FWD: '
+            '-A DOCKER-LIKE -j LYNC-XMPP-FWD') in text
+    assert reads_only(host, variant)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_a_chain_named_like_ours_without_our_marks_where_the_rules_need_it_is_refused(variant, tmp_path):
+    host = RecordedHost(variant, 'namesake')
+    with pytest.raises(OwnershipError) as caught:
+        converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    assert str(caught.value) == (
+        'iptables-%s: refusing to run, nothing was changed: IPv4 filter table, chain LYNC-XMPP-OUT is named like '
+        'ours but carries none of our marks (no rule of ours in it, no jump of ours to it): -A LYNC-XMPP-OUT -p tcp '
+        '-m tcp --dport 25 -m comment --comment "admin: no direct mail" -j DROP; -A OUTPUT -j LYNC-XMPP-OUT, and '
+        'the rules need that chain (rename it; our chain names are fixed)' % variant)
+    assert reads_only(host, variant)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_a_chain_named_like_ours_the_rules_do_not_need_is_left_alone_and_said(variant, tmp_path):
+    host = RecordedHost(variant, 'namesake')
+    without_out = [rule for rule in RULES if rule['direction'] != 'out']
+    result = converge(backend_for(host, tmp_path), without_out, 'present', False, False)
+    assert result['changed'] and 'LYNC-XMPP-OUT' not in result['script']
+    assert '-I INPUT 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-IN' in result['script']
+    assert result['warnings'] == [
+        'iptables-%s: left alone: IPv4 filter table, chain LYNC-XMPP-OUT is named like ours but carries none of our '
+        'marks (no rule of ours in it, no jump of ours to it): -A LYNC-XMPP-OUT -p tcp -m tcp --dport 25 -m comment '
+        '--comment "admin: no direct mail" -j DROP; -A OUTPUT -j LYNC-XMPP-OUT' % variant]
+    # Removing what is ours never removes a chain for its name.
+    host = RecordedHost(variant, 'namesake')
+    result = converge(backend_for(host, tmp_path), [], 'absent', False, False)
+    assert not result['changed'] and result['script'] == '' and len(result['warnings']) == 1
+    assert reads_only(host, variant)
+
+
+def test_a_chain_named_like_ours_stays_in_the_save_file(tmp_path):
+    saved = {'ipv4': tmp_path / 'rules.v4', 'ipv6': tmp_path / 'rules.v6'}
+    saved['ipv4'].write_text(fixture('nft-namesake.v4.save'))
+    saved['ipv6'].write_text(fixture('nft-namesake.v6.save'))
+    files = dict((key, str(path)) for key, path in saved.items())
+    without_out = [rule for rule in RULES if rule['direction'] != 'out']
+    result = converge(backend_for(RecordedHost('nft', 'namesake'), tmp_path, iptables_save_files=files),
+                      without_out, 'present', True, False)
+    assert result['persisted'] and result['persistence_files'] == [files['ipv4'], files['ipv6']]
+    text = saved['ipv4'].read_text()
+    for line in (':LYNC-XMPP-OUT - [0:0]', '-A OUTPUT -j LYNC-XMPP-OUT',
+                 '-A LYNC-XMPP-OUT -p tcp -m tcp --dport 25 -m comment --comment "admin: no direct mail" -j DROP',
+                 '-A INPUT -m comment --comment lync-xmpp-federation -j LYNC-XMPP-IN'):
+        assert text.splitlines().count(line) == 1, line
+    # Removing ours gives the admin's file back, its chain included.
+    converge(backend_for(RecordedHost('nft', 'namesake'), tmp_path, iptables_save_files=files), [], 'absent', True,
+             False)
+    assert saved['ipv4'].read_text() == fixture('nft-namesake.v4.save')
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_our_chains_are_ours_by_their_marks(variant, tmp_path):
+    backend = backend_for(RecordedHost(variant, 'applied'), tmp_path)
+    backend.read()
+    state = backend.states[4]
+    assert sorted(state.chains['filter']) == ['LYNC-XMPP-FWD', 'LYNC-XMPP-IN', 'LYNC-XMPP-OUT']
+    assert sorted(state.chains['nat']) == ['LYNC-XMPP-DNAT', 'LYNC-XMPP-SNAT']
+    assert state.foreign == {} and state.tainted == []
+    assert sorted(jump[:3] for jump in state.jumps['filter']) == [
+        ('FORWARD', 0, 'LYNC-XMPP-FWD'), ('INPUT', 0, 'LYNC-XMPP-IN'), ('OUTPUT', 0, 'LYNC-XMPP-OUT')]
+
+
+# -- first apply, removal --------------------------------------------------------------
 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_first_apply_script_per_family(variant, tmp_path):
     backend = backend_for(RecordedHost(variant, 'admin'), tmp_path)
     backend.read()
-    script = backend.render_present(RULES)
-    blocks = backend.split_script(script)
-    assert [family for family, _block in blocks] == [4, 6]
-    ipv6 = blocks[1][1]
+    transaction = backend.plan(RULES)
+    assert [(label, family) for label, _text, family in transaction.steps] == [
+        ('IPv4 iptables-%s-restore --noflush' % variant, 4), ('IPv6 ip6tables-%s-restore --noflush' % variant, 6)]
+    ipv4, ipv6 = [text for _label, text, _family in transaction.steps]
+    assert transaction.text() == ipv4 + ipv6
     assert ipv6 == (
         '# lync-xmpp-federation IPv6: ip6tables-%s-restore --noflush\n'
         '*filter\n'
@@ -228,40 +344,45 @@ def test_first_apply_script_per_family(variant, tmp_path):
         ':LYNC-XMPP-OUT - [0:0]\n'
         ':LYNC-XMPP-FWD - [0:0]\n'
         '-A LYNC-XMPP-IN -d 2001:db8:b::66/128 -p tcp -m tcp --dport 5269 -m comment --comment '
-        '"xmpp-s2s-inbound-ipv6: XMPP federation row 1" -j ACCEPT\n'
+        '"lync-xmpp:xmpp-s2s-inbound-ipv6: XMPP federation row 1" -j ACCEPT\n'
         '-A LYNC-XMPP-OUT -p tcp -m tcp --dport 5269 -m comment --comment '
-        '"xmpp-s2s-outbound: partner\\\'s edge, both families" -j ACCEPT\n'
-        '-A LYNC-XMPP-FWD -s 2001:db8:a::/64 -p udp -m udp --dport 5269 -m comment --comment drop-v6 -j DROP\n'
+        '"lync-xmpp:xmpp-s2s-outbound: partner\\\'s edge, both families" -j ACCEPT\n'
+        '-A LYNC-XMPP-FWD -s 2001:db8:a::/64 -p udp -m udp --dport 5269 -m comment --comment "lync-xmpp:drop-v6" '
+        '-j DROP\n'
         '-A LYNC-XMPP-FWD -p udp -m multiport --dports 1,3,5,7,9,11,13,15,17,19,100:110,200:210 '
-        '-m comment --comment many-ports -j REJECT --reject-with icmp6-port-unreachable\n'
+        '-m comment --comment "lync-xmpp:many-ports" -j REJECT --reject-with icmp6-port-unreachable\n'
         '-A LYNC-XMPP-FWD -p udp -m multiport --dports 300:310,400:410 '
-        '-m comment --comment many-ports -j REJECT --reject-with icmp6-port-unreachable\n'
+        '-m comment --comment "lync-xmpp:many-ports" -j REJECT --reject-with icmp6-port-unreachable\n'
         '-I INPUT 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-IN\n'
         '-I OUTPUT 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-OUT\n'
         '-I FORWARD 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-FWD\n'
         'COMMIT\n'
         '*nat\n'
         ':LYNC-XMPP-DNAT - [0:0]\n'
-        '-A LYNC-XMPP-DNAT -d 2001:db8:a::1/128 -p tcp -m tcp --dport 5269 -m comment --comment edge-dnat-ipv6 '
-        '-j DNAT --to-destination 2001:db8:b::66\n'
+        '-A LYNC-XMPP-DNAT -d 2001:db8:a::1/128 -p tcp -m tcp --dport 5269 -m comment --comment '
+        '"lync-xmpp:edge-dnat-ipv6" -j DNAT --to-destination 2001:db8:b::66\n'
         '-I PREROUTING 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-DNAT\n'
         'COMMIT\n' % variant)
     # Each address of a multi-address rule is its own kernel rule; IPv4 rules only in IPv4.
-    ipv4 = blocks[0][1]
-    assert ipv4.count('"xmpp-s2s-inbound: XMPP federation row 1, partners to Access Edge"') == 2
+    assert ipv4.count('"lync-xmpp:xmpp-s2s-inbound: XMPP federation row 1, partners to Access Edge"') == 2
     assert '-s 198.51.100.8/31 -d 198.51.100.66/32' in ipv4 and '2001:db8' not in ipv4
     assert '-j SNAT --to-source 198.51.100.1' in ipv4 and 'SNAT' not in ipv6
+    # Translations in chains of ours in the nat table, each entered by one marked jump; the docker-like
+    # chain (a foreign nat chain) is never named.
+    assert '-I POSTROUTING 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-SNAT\n' in ipv4
+    assert 'DOCKER' not in transaction.text()
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_absent_names_only_our_chains_and_jumps(variant, tmp_path):
-    backend = backend_for(RecordedHost(variant, 'messy'), tmp_path)
-    backend.read()
-    script = backend.render_absent()
-    lines = [line for line in script.splitlines() if not line.startswith('#')]
+    host = RecordedHost(variant, 'messy')
+    result = converge(backend_for(host, tmp_path), [], 'absent', False, False)
+    lines = [line for line in result['script'].splitlines() if not line.startswith('#')]
     assert all('LYNC-XMPP' in line for line in lines if line not in ('*filter', '*nat', 'COMMIT'))
-    assert '-D DOCKER-LIKE -j LYNC-XMPP-FWD' in lines
+    # Both IPv4 jumps into LYNC-XMPP-IN (one of them not first), and IPv6's one.
+    assert lines.count('-D INPUT -m comment --comment lync-xmpp-federation -j LYNC-XMPP-IN') == 3
     assert lines.count('-X LYNC-XMPP-SNAT') == 1 and '-A' not in ' '.join(lines).split()
+    assert result['changed'] and result['rules'] == []
 
 
 # -- applying -------------------------------------------------------------------------
@@ -277,8 +398,9 @@ def test_every_family_is_validated_before_any_is_applied(variant, tmp_path):
     assert [(name, flags) for name, flags, _data in restores] == [
         (restore[4], ['--test', '--noflush']), (restore[6], ['--test', '--noflush']),
         (restore[4], ['--noflush', '--wait=60']), (restore[6], ['--noflush', '--wait=60'])]
-    blocks = dict(backend.split_script(result['script']))
+    blocks = planned(RecordedHost(variant, 'admin'), tmp_path, RULES)
     assert [data for _name, _flags, data in restores] == [blocks[4], blocks[6], blocks[4], blocks[6]]
+    assert result['script'] == blocks[4] + blocks[6]
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
@@ -315,23 +437,47 @@ def test_a_kernel_refusal_in_the_second_family_puts_the_first_back(variant, tmp_
 
 
 def test_a_refused_legacy_commit_names_the_table(tmp_path):
-    probe = backend_for(RecordedHost('legacy', 'admin'), tmp_path)
-    probe.read()
-    first_commit = probe.split_script(probe.render_present(RULES))[0][1].splitlines().index('COMMIT') + 1
+    first_commit = planned(RecordedHost('legacy', 'admin'), tmp_path, RULES)[4].splitlines().index('COMMIT') + 1
     # iptables-legacy reports a rule the kernel refuses at the COMMIT line of its table.
     refusal = (1, '', 'iptables-restore: line %d failed\n' % first_commit)
     host = RecordedHost('legacy', 'admin', restore_results={(4, False): refusal})
     backend = backend_for(host, tmp_path)
     backend.read()
     with pytest.raises(BackendError) as caught:
-        backend.apply(backend.render_present(RULES))
+        backend.apply(backend.plan(RULES))
     assert "IPv4 at the commit of table 'filter' (the kernel refused one of its rules)" in str(caught.value)
     # Nothing was committed before that line, so nothing is rolled back, and IPv6 was never applied.
     assert [(name, flags) for name, flags, _data in host.restores()][-1] == (
         'iptables-legacy-restore', ['--noflush', '--wait=60'])
 
 
-# -- tools, base chains, families -----------------------------------------------------
+# -- fail closed: tools and families that cannot be read ----------------------------------
+
+@pytest.mark.parametrize('rules, state', [(RULES, 'present'), ([], 'present'), ([], 'absent')])
+@pytest.mark.parametrize('family', (4, 6))
+def test_a_save_that_fails_fails_every_run_naming_the_tool(rules, state, family, tmp_path):
+    tool = '%s-nft-save' % TOOL[family]
+    failure = (4, '', 'Fatal: can\'t open lock file: Permission denied\n')
+    host = RecordedHost('nft', 'applied', save_results={tool: failure})
+    with pytest.raises(BackendError) as caught:
+        converge(backend_for(host, tmp_path), rules, state, False, False)
+    assert str(caught.value) == ("iptables-nft: /usr/sbin/%s failed (4): Fatal: can't open lock file: Permission "
+                                 'denied; nothing was changed' % tool)
+    assert host.restores() == []
+
+
+@pytest.mark.parametrize('rules', [only(RULES, 'xmpp-s2s-inbound', 'edge-dnat'), []])
+def test_a_family_whose_tools_are_missing_fails_every_run(rules, tmp_path):
+    # Even rules of the other family only: the missing family may hold rules of ours the run could not see.
+    host = RecordedHost('nft', 'applied')
+    host.binaries -= set(['ip6tables-nft-save', 'ip6tables-nft-restore'])
+    for state in ('present', 'absent'):
+        with pytest.raises(BackendError) as caught:
+            converge(backend_for(host, tmp_path), rules, state, False, False)
+        assert 'neither ip6tables-nft-save/-restore nor ip6tables-save/-restore of the nft variant were found' \
+            in str(caught.value)
+    assert host.restores() == []
+
 
 def test_plain_tool_names_are_used_when_they_are_the_wanted_variant(tmp_path):
     saves = {'iptables-save': fixture('nft-admin.v4.save'), 'ip6tables-save': fixture('nft-admin.v6.save')}
@@ -342,26 +488,16 @@ def test_plain_tool_names_are_used_when_they_are_the_wanted_variant(tmp_path):
     backend = backend_for(host, tmp_path)
     backend.read()
     assert backend.tools[4] == ('/usr/sbin/iptables-save', '/usr/sbin/iptables-restore')
+    assert backend.tools[6] == ('/usr/sbin/ip6tables-save', '/usr/sbin/ip6tables-restore')
+    # The plain tools of the other variant are not used: legacy wanted, nft found, the run fails.
     legacy = RecordedHost('legacy', 'admin', binaries=binaries, versions=versions, saves=saves)
-    backend = backend_for(legacy, tmp_path)
-    backend.read()
-    assert backend.tools == {} and 'legacy variant were found' in backend.unavailable[4]
     with pytest.raises(BackendError) as caught:
-        backend.render_present(RULES)
-    assert 'the rules need IPv4' in str(caught.value)
+        converge(backend_for(legacy, tmp_path), [], 'absent', False, False)
+    assert 'legacy variant were found' in str(caught.value)
+    assert [os.path.basename(argv[0]) for argv, _data in legacy.calls] == ['iptables']
 
 
-def test_a_family_that_cannot_be_read_is_needed_only_by_its_rules(tmp_path):
-    host = RecordedHost('nft', 'admin')
-    host.binaries -= set(['ip6tables-nft-save', 'ip6tables-nft-restore'])
-    backend = backend_for(host, tmp_path)
-    backend.read()
-    ipv4_only = [rule for rule in RULES if rule['name'] in ('xmpp-s2s-inbound', 'edge-dnat')]
-    assert 'IPv6' not in backend.render_present(ipv4_only)
-    with pytest.raises(BackendError) as caught:
-        backend.render_present(RULES)
-    assert 'the rules need IPv6' in str(caught.value)
-
+# -- base chains ------------------------------------------------------------------------
 
 @pytest.mark.parametrize('base_chains, message', [
     ({'in': 'NO-SUCH-CHAIN'}, "base_chains.in: chain 'NO-SUCH-CHAIN' does not exist in the IPv4 filter table"),
@@ -370,18 +506,60 @@ def test_a_family_that_cannot_be_read_is_needed_only_by_its_rules(tmp_path):
 ])
 def test_base_chains_are_checked_before_anything_is_written(base_chains, message, tmp_path):
     host = RecordedHost('nft', 'admin')
-    backend = backend_for(host, tmp_path, base_chains=base_chains)
-    backend.read()
     with pytest.raises(BackendError) as caught:
-        backend.render_present(RULES)
+        converge(backend_for(host, tmp_path, base_chains=base_chains), RULES, 'present', False, False)
     assert message in str(caught.value)
+    assert host.restores() == []
 
 
 def test_a_foreign_chain_can_be_the_base_chain(tmp_path):
-    backend = backend_for(RecordedHost('legacy', 'admin'), tmp_path, base_chains={'forward': 'DOCKER-LIKE'})
-    backend.read()
-    assert '-I DOCKER-LIKE 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-FWD' in \
-        backend.render_present(RULES)
+    blocks = planned(RecordedHost('legacy', 'admin'), tmp_path, RULES, base_chains={'forward': 'DOCKER-LIKE'})
+    assert '-I DOCKER-LIKE 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-FWD' in blocks[4]
+
+
+# -- comments in bytes --------------------------------------------------------------------
+
+def commented(comment, name='r'):
+    return [{'name': name, 'direction': 'in', 'ports': [5269], 'comment': comment}]
+
+
+def test_kernel_comments_are_limited_to_255_bytes_before_anything_is_read(tmp_path):
+    # 'lync-xmpp:r: ' takes 13 bytes. 100 characters of 2 bytes (refused by nftables) fit iptables' 255.
+    host = RecordedHost('nft', 'admin')
+    assert converge(backend_for(host, tmp_path), commented(u'\u00e9' * 100), 'present', False, True)['changed']
+    # Exactly 255 bytes fit; one more does not, with 3-byte characters (85 of them).
+    assert converge(backend_for(RecordedHost('nft', 'admin'), tmp_path), commented(u'\u20ac' * 80 + 'ab'),
+                    'present', False, True)['changed']
+    host = RecordedHost('nft', 'admin')
+    with pytest.raises(RuleError) as caught:
+        converge(backend_for(host, tmp_path), commented(u'\u20ac' * 80 + 'abc'), 'present', False, False)
+    assert "rules[0] (r): field 'comment'" in str(caught.value)
+    assert str(caught.value).endswith('256 bytes, more than the 255 bytes any firewall backend takes: shorten it by '
+                                      '1 byte')
+    assert host.calls == []
+
+
+def read_only_file_system(monkeypatch):
+    """Every new file fails as on a file system mounted read-only (the tests run as root, whom a directory's
+    mode does not stop)."""
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(backend_module.tempfile, 'mkstemp', refuse)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_persistence_failing_after_the_apply_fails_saying_the_rules_are_in_force(variant, tmp_path, monkeypatch):
+    files = {'ipv4': str(tmp_path / 'rules.v4'), 'ipv6': str(tmp_path / 'rules.v6')}
+    read_only_file_system(monkeypatch)
+    host = RecordedHost(variant, 'admin')
+    with pytest.raises(PersistenceError) as caught:
+        converge(backend_for(host, tmp_path, iptables_save_files=files), RULES, 'present', True, False)
+    assert caught.value.applied is True
+    assert str(caught.value) == ('iptables-%s: the new rules are in force now, but will not survive a reboot or a '
+                                 'reload of the firewall: persisting them failed: cannot write %s: Read-only file '
+                                 'system' % (variant, files['ipv4']))
+    assert len([1 for _name, flags, _data in host.restores() if '--test' not in flags]) == 2
+    assert not os.path.exists(files['ipv4']) and not os.path.exists(files['ipv6'])
 
 
 # -- persistence ----------------------------------------------------------------------
@@ -431,7 +609,7 @@ def test_a_missing_file_or_section_is_created_and_removed_again(tmp_path):
     assert text.endswith('COMMIT\n*nat\n:LYNC-XMPP-DNAT - [0:0]\n'
                          '-A PREROUTING -m comment --comment lync-xmpp-federation -j LYNC-XMPP-DNAT\n'
                          '-A LYNC-XMPP-DNAT -d 198.51.100.1/32 -p tcp -m tcp --dport 5269 -m comment --comment '
-                         '"edge-dnat: public to Edge" -j DNAT --to-destination 198.51.100.66\nCOMMIT\n')
+                         '"lync-xmpp:edge-dnat: public to Edge" -j DNAT --to-destination 198.51.100.66\nCOMMIT\n')
     assert backend.persist(None, check_mode=False)
     with open(files['ipv4']) as handle:
         assert handle.read() == '# admin\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n'

@@ -3,12 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The nftables backend against ``nft -j list ruleset`` output recorded from real kernels.
+"""The nftables backend against ``nft`` output recorded from real kernels.
 
-The fixtures under fixtures/nftables/ were recorded by record.sh there: an
-admin ruleset, then rules.json applied by this backend, then hand edits, and
-rules.json applied to a host with no ruleset.  The only double is
-``RecordedHost``: it serves the recorded JSON for ``nft -j list ruleset`` and
+The fixtures under fixtures/nftables/ were recorded by record.sh there, each
+stage as ``nft -j list ruleset`` (STAGE.json) and ``nft -a list ruleset``
+(STAGE.txt, where table and chain comments, our mark, are): an admin ruleset
+(with a foreign nat table), then rules.json applied by this backend, then hand
+edits of ours (messy) or foreign content in ours (tainted), chains and a table
+named like ours without our mark, and rules.json applied to a host with no
+ruleset.  The only double is ``RecordedHost``: it serves the recordings and
 records every command, the nft scripts included.
 """
 
@@ -16,25 +19,36 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import os
 
 import pytest
 
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, converge
+from ansible_collections.lync.xmpp_federation.plugins.module_utils import backend as backend_module
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    BackendError,
+    OwnershipError,
+    PersistenceError,
+    Transaction,
+    converge,
+)
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.nftables import (
     INCLUDE_MARKER,
     KernelRule,
     NftablesBackend,
+    Ruleset,
     kernel_rules,
     network_text,
     parse_kernel_rule,
     parse_table_option,
 )
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError, normalize_rules
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'nftables')
 NFT = '/usr/sbin/nft'
+LIST_JSON = [NFT, '-j', 'list', 'ruleset']
+LIST_TEXT = [NFT, '-a', 'list', 'ruleset']
 
 
 def fixture(name):
@@ -47,13 +61,17 @@ with open(os.path.join(FIXTURES, 'rules.json')) as _rules:
 
 
 class RecordedHost(object):
-    """run_command/get_bin_path doubles: the recorded ruleset for ``nft -j list ruleset``, every call recorded.
+    """run_command/get_bin_path doubles: the recorded listings of one stage, every call recorded.
 
-    ``results`` maps 'check' and 'apply' to the (rc, out, err) of ``nft -c -f -`` and ``nft -f -``.
+    ``results`` maps 'json' and 'text' (the two listings), 'check' and 'apply' (``nft -c -f -`` and
+    ``nft -f -``) to the (rc, out, err) they give instead of the recording or success.
     """
 
     def __init__(self, stage, results=None):
-        self.ruleset = fixture('%s.json' % stage) if stage else '{"nftables": []}'
+        if stage:
+            self.listings = {'json': fixture('%s.json' % stage), 'text': fixture('%s.txt' % stage)}
+        else:
+            self.listings = {'json': '{"nftables": []}', 'text': ''}
         self.results = results or {}
         self.calls = []
 
@@ -62,8 +80,9 @@ class RecordedHost(object):
 
     def run_command(self, argv, data=None, binary_data=False):
         self.calls.append((argv, data))
-        if argv == [NFT, '-j', 'list', 'ruleset']:
-            return 0, self.ruleset, ''
+        for kind, listing in (('json', LIST_JSON), ('text', LIST_TEXT)):
+            if argv == listing:
+                return self.results.get(kind, (0, self.listings[kind], ''))
         if argv == [NFT, '-c', '-f', '-']:
             return self.results.get('check', (0, '', ''))
         if argv == [NFT, '-f', '-']:
@@ -76,6 +95,9 @@ class RecordedHost(object):
     def scripts(self):
         return [(argv[1], data) for argv, data in self.calls if argv[-1] == '-']
 
+    def commands(self):
+        return [argv for argv, _data in self.calls]
+
 
 def backend_for(host, tmp_path, **options):
     backend = NftablesBackend(host.run_command, host.get_bin_path, options)
@@ -84,25 +106,76 @@ def backend_for(host, tmp_path, **options):
     return backend
 
 
+def planned(host, tmp_path, rules, **options):
+    """The script a run with ``rules`` would apply, from the host's recorded state."""
+    backend = backend_for(host, tmp_path, **options)
+    backend.read()
+    return backend.plan(rules).text()
+
+
 def script_lines(script):
     return [line for line in script.splitlines() if line and not line.startswith('#')]
+
+
+def table_listing(text, table):
+    """One table's block of ``nft -a list ruleset``, handles included."""
+    lines = text.splitlines()
+    start = lines.index('table %s { # handle %s' % (table, next(
+        line.split('# handle ')[1] for line in lines if line.startswith('table %s {' % table))))
+    return lines[start:lines.index('}', start) + 1]
+
+
+def only(rules, *names):
+    return [rule for rule in rules if rule['name'] in names]
 
 
 # -- reading back -------------------------------------------------------------------
 
 def test_rules_read_back_from_the_kernel_are_the_rules_written(tmp_path):
-    backend = backend_for(RecordedHost('applied'), tmp_path)
+    host = RecordedHost('applied')
+    backend = backend_for(host, tmp_path)
     backend.read()
     assert backend.current_rules() == RULES
     assert backend.problems() == []
     assert backend.in_place(RULES) and backend.present_anywhere()
+    # Our table and chains are ours by the mark the text listing shows (nft's JSON leaves it out).
+    assert sorted(backend.ownership.chains) == [
+        (('inet', 'filter'), 'lync_xmpp_fwd'), (('inet', 'filter'), 'lync_xmpp_in'),
+        (('inet', 'filter'), 'lync_xmpp_out'),
+        (('inet', 'lync_xmpp'), 'lync_xmpp_dnat'), (('inet', 'lync_xmpp'), 'lync_xmpp_snat')]
+    assert backend.ownership.own_table and len(backend.ownership.jumps) == 3
+    assert backend.ownership.foreign == {} and backend.ownership.tainted == []
+
+
+def test_marks_are_read_from_the_text_listing_and_only_there():
+    ruleset = Ruleset.from_text(fixture('applied.json'))
+    # nft -j leaves table and chain comments out (the recording shows it): the JSON alone marks nothing ours.
+    assert not [item for item in json.loads(fixture('applied.json'))['nftables']
+                if 'comment' in item.get('table', item.get('chain', {}))]
+    assert not ruleset.marked(('inet', 'lync_xmpp')) and not ruleset.marked(('inet', 'filter', 'lync_xmpp_in'))
+    ruleset.add_listing(fixture('applied.txt'))
+    assert ruleset.marked(('inet', 'lync_xmpp')) and ruleset.marked(('inet', 'lync_xmpp', 'lync_xmpp_dnat'))
+    assert ruleset.marked(('inet', 'filter', 'lync_xmpp_in'))
+    assert not ruleset.marked(('inet', 'filter')) and not ruleset.marked(('inet', 'filter', 'input'))
+    # A rule's text, by handle, for messages.
+    rule = ruleset.rules[('ip', 'docker', 'DOCKER')][0]
+    assert ruleset.rule_text(('ip', 'docker', 'DOCKER'), rule) == \
+        'iifname != "docker0" oifname "docker0" tcp dport 8080 accept'
 
 
 def test_a_second_run_reads_once_and_writes_nothing(tmp_path):
     host = RecordedHost('applied')
     result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
     assert not result['changed'] and result['script'] == '' and result['before'] == RULES
-    assert [argv for argv, _data in host.calls] == [[NFT, '-j', 'list', 'ruleset']]
+    assert result['warnings'] == []
+    # One read: the JSON, and the text listing for the marks, since tables and chains carry our names.
+    assert host.commands() == [LIST_JSON, LIST_TEXT]
+
+
+def test_the_text_listing_is_not_read_where_nothing_carries_our_names(tmp_path):
+    host = RecordedHost('admin')
+    result = converge(backend_for(host, tmp_path), [], 'absent', False, False)
+    assert not result['changed'] and host.commands() == [LIST_JSON]
 
 
 def test_the_same_rules_written_differently_are_no_change(tmp_path):
@@ -121,42 +194,60 @@ def test_the_same_rules_written_differently_are_no_change(tmp_path):
 def test_first_apply_places_our_chains_where_they_take_effect(tmp_path):
     host = RecordedHost('admin')
     result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
-    assert result['changed'] and result['before'] == []
+    assert result['changed'] and result['before'] == [] and result['warnings'] == []
     script = result['script']
     lines = script_lines(script)
-    # Filter chains in the admin's inet table, entered from its policy-drop chains; the docker-like
-    # table (its own forward chain, policy accept) is never named.
+    # Filter chains, marked, in the admin's inet table, entered from its policy-drop chains by marked jumps;
+    # the docker-like table (its own forward chain, policy accept, and its nat chains) is never named.
     for chain, base in (('lync_xmpp_in', 'input'), ('lync_xmpp_out', 'output'), ('lync_xmpp_fwd', 'forward')):
-        assert 'add chain inet filter %s' % chain in lines
+        assert 'add chain inet filter %s { comment "lync-xmpp-federation"; }' % chain in lines
         assert 'insert rule inet filter %s jump %s comment "lync-xmpp-federation"' % (base, chain) in lines
     assert 'docker' not in script
-    # No nat base chain on the host: translations go to base chains of a table of ours.
-    assert 'add table inet lync_xmpp' in lines
-    assert 'add chain inet lync_xmpp lync_xmpp_dnat { type nat hook prerouting priority -100; policy accept; }' in lines
-    assert 'add chain inet lync_xmpp lync_xmpp_snat { type nat hook postrouting priority 100; policy accept; }' in lines
+    # Translations go to base chains of a marked table of ours at the dstnat and srcnat priorities, though the
+    # host has a nat table of its own (the docker-like one) at those hooks.
+    assert 'add table inet lync_xmpp { comment "lync-xmpp-federation"; }' in lines
+    assert ('add chain inet lync_xmpp lync_xmpp_dnat { comment "lync-xmpp-federation"; type nat hook prerouting '
+            'priority -100; policy accept; }') in lines
+    assert ('add chain inet lync_xmpp lync_xmpp_snat { comment "lync-xmpp-federation"; type nat hook postrouting '
+            'priority 100; policy accept; }') in lines
+    assert [line for line in lines if 'nat' in line.split(' comment ')[0] and 'inet lync_xmpp' not in line] == []
     # One kernel rule per (source, destination): nft would merge a /32 into a /31 listed beside it in a set.
+    # Each carries our rule mark, then the rule's name.
     assert ('add rule inet filter lync_xmpp_in ip saddr 198.51.100.7 ip daddr 198.51.100.66 tcp dport 5269 counter '
-            'accept comment "xmpp-s2s-inbound: XMPP federation row 1, partners to Access Edge"') in lines
+            'accept comment "lync-xmpp:xmpp-s2s-inbound: XMPP federation row 1, partners to Access Edge"') in lines
     assert ('add rule inet filter lync_xmpp_in ip saddr 198.51.100.8/31 ip daddr 198.51.100.66 tcp dport 5269 '
-            'counter accept comment "xmpp-s2s-inbound: XMPP federation row 1, partners to Access Edge"') in lines
+            'counter accept comment "lync-xmpp:xmpp-s2s-inbound: XMPP federation row 1, partners to Access Edge"') \
+        in lines
     assert ('add rule inet filter lync_xmpp_fwd udp dport { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 100-110, 200-210, '
-            '300-310, 400-410 } counter reject comment "many-ports"') in lines
+            '300-310, 400-410 } counter reject comment "lync-xmpp:many-ports"') in lines
     assert ('add rule inet lync_xmpp lync_xmpp_dnat ip6 daddr 2001:db8:a::1 tcp dport 5269 counter '
-            'dnat ip6 to 2001:db8:b::66 comment "edge-dnat-ipv6"') in lines
+            'dnat ip6 to 2001:db8:b::66 comment "lync-xmpp:edge-dnat-ipv6"') in lines
     # Rules in name order within a chain; chains filled only after every stray jump went.
     fwd = [line for line in lines if line.startswith('add rule inet filter lync_xmpp_fwd')]
-    assert [line.rsplit('comment ', 1)[1] for line in fwd] == ['"drop-v6"', '"many-ports"', '"xmpp-gateway: row 3"']
+    assert [line.rsplit('comment ', 1)[1] for line in fwd] == [
+        '"lync-xmpp:drop-v6"', '"lync-xmpp:many-ports"', '"lync-xmpp:xmpp-gateway: row 3"']
     assert ('add rule inet filter lync_xmpp_fwd ip saddr 198.51.100.2 ip daddr 198.51.100.66 tcp dport '
-            '{ 5000-5010, 23456 } counter accept comment "xmpp-gateway: row 3"') in lines
+            '{ 5000-5010, 23456 } counter accept comment "lync-xmpp:xmpp-gateway: row 3"') in lines
     # Checked, then applied, the same script once each.
     assert host.scripts() == [('-c', script), ('-f', script)]
+
+
+def test_the_recorded_apply_left_the_foreign_nat_table_byte_for_byte():
+    # record.sh applied this very plan to a real kernel: the docker-like table, nat chains and handles
+    # included, is as the admin left it, and our translations are in our own table.
+    assert table_listing(fixture('applied.txt'), 'ip docker') == table_listing(fixture('admin.txt'), 'ip docker')
+    ours = '\n'.join(table_listing(fixture('applied.txt'), 'inet lync_xmpp'))
+    assert 'type nat hook prerouting priority dstnat; policy accept;' in ours
+    assert 'type nat hook postrouting priority srcnat; policy accept;' in ours
+    assert 'dnat ip to 198.51.100.66 comment "lync-xmpp:edge-dnat: public to Edge"' in ours
 
 
 def test_a_host_without_base_chains_gets_base_chains_of_ours_with_policy_accept(tmp_path):
     host = RecordedHost(None)
     result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
     lines = script_lines(result['script'])
-    assert 'add chain inet lync_xmpp lync_xmpp_in { type filter hook input priority 0; policy accept; }' in lines
+    assert ('add chain inet lync_xmpp lync_xmpp_in { comment "lync-xmpp-federation"; type filter hook input '
+            'priority 0; policy accept; }') in lines
     assert not [line for line in lines if line.startswith('insert rule')], 'our own base chains need no jump'
     # Recorded after exactly that: nothing to do.
     assert not converge(backend_for(RecordedHost('own-table'), tmp_path), RULES, 'present', False, False)['changed']
@@ -164,63 +255,180 @@ def test_a_host_without_base_chains_gets_base_chains_of_ours_with_policy_accept(
 
 def test_named_table_and_chains_and_impossible_placements(tmp_path):
     host = RecordedHost('admin')
-    ipv4_in = [rule for rule in RULES if rule['name'] == 'xmpp-s2s-inbound']
-    backend = backend_for(host, tmp_path, nft_table='inet filter', base_chains={'in': 'input'})
-    backend.read()
-    assert 'insert rule inet filter input jump lync_xmpp_in' in backend.render_present(ipv4_in)
+    ipv4_in = only(RULES, 'xmpp-s2s-inbound')
+    script = planned(host, tmp_path, ipv4_in, nft_table='inet filter', base_chains={'in': 'input'})
+    assert 'insert rule inet filter input jump lync_xmpp_in' in script
     errors = {
         'nft_table': ({'nft_table': 'ip docker'}, [rule for rule in RULES if rule['direction'] == 'forward'],
                       "nft_table 'ip docker' cannot hold IPv6 rules"),
         'missing table': ({'nft_table': 'inet nosuch'}, ipv4_in, "nft_table 'inet nosuch' does not exist"),
-        'missing chain': ({'base_chains': {'in': 'inbound'}}, ipv4_in, "base_chains.in: no filter base chain 'inbound'"),
+        'missing chain': ({'base_chains': {'in': 'inbound'}}, ipv4_in,
+                          "base_chains.in: no filter base chain 'inbound'"),
         'one chain twice': ({'base_chains': {'in': 'input', 'out': 'input'}},
                             [rule for rule in RULES if rule['direction'] in ('in', 'out')], "'input'"),
         'no hook in table': ({'nft_table': 'ip docker'}, [dict(ipv4_in[0], direction='out')],
                              "nft_table 'ip docker' has no filter base chain at hook output"),
     }
     for label, (options, rules, message) in errors.items():
-        backend = backend_for(host, tmp_path, **options)
-        backend.read()
         with pytest.raises(BackendError) as error:
-            backend.render_present(rules)
+            planned(host, tmp_path, rules, **options)
         assert message in str(error.value), (label, str(error.value))
     with pytest.raises(BackendError, match='FAMILY NAME'):
         parse_table_option('filter')
     assert parse_table_option('ip6 my-table') == ('ip6', 'my-table')
 
 
-# -- hand edits, removal -------------------------------------------------------------------
+def test_a_named_table_does_not_bring_translations_into_it(tmp_path):
+    # Translations never go into a table of anyone else's, even the one named for our chains.
+    script = planned(RecordedHost('admin'), tmp_path, only(RULES, 'edge-dnat', 'edge-snat'), nft_table='ip docker')
+    assert 'docker' not in script and 'add chain inet lync_xmpp lync_xmpp_dnat' in script
 
-def test_hand_edits_are_found_and_repaired_with_nothing_else_named(tmp_path):
-    backend = backend_for(RecordedHost('messy'), tmp_path)
+
+# -- hand edits of ours: repaired --------------------------------------------------------
+
+def test_hand_edits_of_ours_are_found_and_repaired_with_nothing_else_named(tmp_path):
+    host = RecordedHost('messy')
+    backend = backend_for(host, tmp_path)
     backend.read()
-    problems = '\n'.join(backend.problems())
-    assert 'lync_xmpp_out holds a rule not in a form we write' in problems
-    # The kernel rule deleted by hand shows in the rule read back (and so in diff mode).
+    assert backend.ownership.tainted == [] and backend.ownership.foreign == {}
+    # A marked rule in a form we never write is named, with its text.
+    assert backend.problems() == [
+        'nftables: chain inet filter lync_xmpp_out holds a rule not in a form we write (oifname "eth0" counter '
+        'packets 0 bytes 0 accept comment "lync-xmpp:xmpp-s2s-outbound: by hand")']
+    # The kernel rule deleted by hand, and the one edited, show in the rules read back (and so in diff mode).
     live = dict((rule['name'], rule) for rule in backend.current_rules())
     assert live['xmpp-s2s-inbound']['source'] == ['198.51.100.8/31']
+    assert live['xmpp-s2s-inbound-ipv6']['ports'] == [5270]
     assert not backend.in_place(RULES)
-    script = backend.render_present(RULES)
-    lines = script_lines(script)
+    result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    lines = script_lines(result['script'])
     # Both jumps to lync_xmpp_in go (one is not first, and there must be one), by handle; one comes back first.
-    deletes = [line for line in lines if line.startswith('delete rule')]
-    assert len(deletes) == 2 and all(line.startswith('delete rule inet filter input handle ') for line in deletes)
+    assert [line for line in lines if line.startswith('delete')] == [
+        'delete rule inet filter input handle 36', 'delete rule inet filter input handle 39']
     assert lines.count('insert rule inet filter input jump lync_xmpp_in comment "lync-xmpp-federation"') == 1
-    assert 'insert rule inet filter forward jump' not in script, 'a jump in place stays'
-    assert 'flush chain inet filter lync_xmpp_out' in lines and 'docker' not in script
+    assert 'insert rule inet filter forward jump' not in result['script'], 'a jump in place stays'
+    assert 'flush chain inet filter lync_xmpp_out' in lines and 'flush chain inet filter lync_xmpp_in' in lines
+    assert 'docker' not in result['script']
+    # What was rewritten is said; in check mode, what would be.
+    assert result['warnings'] == ['%s (rewritten by this run)' % backend.problems()[0]]
+    host = RecordedHost('messy')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', False, True)
+    assert result['warnings'] == ['%s (a run without check mode would rewrite it)' % backend.problems()[0]]
+    assert host.scripts() == []
 
+
+# -- foreign content, names without our mark: refused or left alone ---------------------
+
+def assert_nothing_written(host):
+    assert host.commands() == [LIST_JSON, LIST_TEXT]
+
+
+@pytest.mark.parametrize('rules, state', [(RULES, 'present'), ([], 'present'), ([], 'absent')])
+def test_foreign_content_in_or_into_ours_refuses_every_run_naming_it(tmp_path, rules, state):
+    host = RecordedHost('tainted')
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path), rules, state, False, False)
+    text = str(error.value)
+    assert text.startswith('nftables: refusing to run, nothing was changed: ')
+    # The table, the chain and the foreign rule, each as the kernel lists it.
+    assert ('table inet filter, chain lync_xmpp_out: holds a rule that is not ours (oifname "eth0" accept)'
+            in text)
+    assert ('table inet filter, chain forward: a rule that is not ours jumps to our chain lync_xmpp_fwd '
+            '(ip saddr 192.0.2.0/24 jump lync_xmpp_fwd)') in text
+    assert 'table inet lync_xmpp, chain admin_counters: our table holds a chain that is not ours' in text
+    assert_nothing_written(host)
+
+
+def test_check_mode_refuses_foreign_content_too(tmp_path):
+    host = RecordedHost('tainted')
+    with pytest.raises(OwnershipError):
+        converge(backend_for(host, tmp_path), RULES, 'present', False, True)
+    assert_nothing_written(host)
+
+
+def test_a_chain_named_like_ours_without_our_mark_where_the_rules_need_it_is_refused(tmp_path):
+    host = RecordedHost('namesake')
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    text = str(error.value)
+    assert ('table inet filter, chain lync_xmpp_in is named like ours but lacks our mark (comment '
+            '"lync-xmpp-federation"); its rules: tcp dport 8443 accept comment "admin: web console"') in text
+    assert 'rename that chain, or point nft_table/base_chains at another table' in text
+    # The admin's chain in a table of its own is not in the way.
+    assert 'egress' not in text
+    assert_nothing_written(host)
+
+
+def test_chains_named_like_ours_elsewhere_are_left_alone_and_said(tmp_path):
+    host = RecordedHost('namesake')
+    without_in = [rule for rule in RULES if rule['direction'] != 'in']
+    result = converge(backend_for(host, tmp_path), without_in, 'present', False, False)
+    assert result['changed']
+    script = result['script']
+    assert 'egress' not in script and 'lync_xmpp_in' not in script
+    assert 'insert rule inet filter output jump lync_xmpp_out comment "lync-xmpp-federation"' in script
+    assert result['warnings'] == [
+        'nftables: left alone: table inet filter, chain lync_xmpp_in is named like ours but lacks our mark '
+        '(comment "lync-xmpp-federation"); its rules: tcp dport 8443 accept comment "admin: web console"',
+        'nftables: left alone: table ip egress, chain lync_xmpp_out is named like ours but lacks our mark '
+        '(comment "lync-xmpp-federation"); its rules: tcp dport 25 drop comment "admin: no direct mail"']
+    # Removing what is ours never touches a chain for its name: there is nothing of ours here.
+    host = RecordedHost('namesake')
+    result = converge(backend_for(host, tmp_path), [], 'absent', False, False)
+    assert not result['changed'] and result['script'] == '' and len(result['warnings']) == 2
+    assert_nothing_written(host)
+
+
+def test_a_table_named_like_ours_without_our_mark(tmp_path):
+    host = RecordedHost('foreign-table')
+    # Translations need our own table: refused, naming it.
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    assert ('table inet lync_xmpp is named like ours but lacks our mark (comment "lync-xmpp-federation"), and the '
+            'rules need that name there (rename or delete that table)') in str(error.value)
+    assert_nothing_written(host)
+    # Rules that live in the admin's table leave it alone, and say so.
+    filtering = [rule for rule in RULES if not rule.get('nat')]
+    result = converge(backend_for(RecordedHost('foreign-table'), tmp_path), filtering, 'present', False, False)
+    assert result['changed'] and 'inet lync_xmpp ' not in result['script']
+    assert 'insert rule inet filter input jump lync_xmpp_in comment "lync-xmpp-federation"' in result['script']
+    assert result['warnings'] == ['nftables: left alone: table inet lync_xmpp is named like ours but lacks our '
+                                  'mark (comment "lync-xmpp-federation")']
+    assert not converge(backend_for(RecordedHost('foreign-table'), tmp_path), [], 'absent', False, False)['changed']
+
+
+def test_a_leftover_of_ours_from_an_earlier_placement_is_cleaned_up(tmp_path):
+    # Recorded after xmpp-gateway was placed with nft_table 'ip docker': our marked chain and jump there.
+    host = RecordedHost('leftover')
+    backend = backend_for(host, tmp_path, nft_table='ip docker')
+    gateway = only(RULES, 'xmpp-gateway')
+    assert not converge(backend, gateway, 'present', False, False)['changed'], 'where it was told to be'
+    host = RecordedHost('leftover')
+    result = converge(backend_for(host, tmp_path), RULES, 'present', False, False)
+    assert result['before'] == gateway and result['warnings'] == []
+    docker = [line for line in script_lines(result['script']) if 'docker' in line]
+    # Only what is ours in that table goes: our jump (by handle), then our chain.
+    assert docker == ['delete rule ip docker FORWARD handle 18', 'flush chain ip docker lync_xmpp_fwd',
+                      'delete chain ip docker lync_xmpp_fwd']
+    assert 'insert rule inet filter forward jump lync_xmpp_fwd comment "lync-xmpp-federation"' in result['script']
+
+
+# -- removal ---------------------------------------------------------------------------------
 
 def test_absent_removes_only_our_chains_jumps_and_table(tmp_path):
     host = RecordedHost('applied')
     result = converge(backend_for(host, tmp_path), [], 'absent', False, False)
     lines = script_lines(result['script'])
     assert result['changed'] and result['before'] == RULES
-    assert sorted(line.split(' handle ')[0] for line in lines if line.startswith('delete rule')) == [
-        'delete rule inet filter forward', 'delete rule inet filter input', 'delete rule inet filter output']
+    assert sorted(lines[:3]) == ['delete rule inet filter forward handle 38', 'delete rule inet filter input handle 36',
+                                 'delete rule inet filter output handle 37']
     for chain in ('lync_xmpp_in', 'lync_xmpp_out', 'lync_xmpp_fwd'):
         assert lines.index('flush chain inet filter %s' % chain) < lines.index('delete chain inet filter %s' % chain)
     assert lines[-1] == 'delete table inet lync_xmpp'
     assert len(lines) == 3 + 6 + 1, lines
+    # An empty list means the same as absent.
+    assert converge(backend_for(RecordedHost('applied'), tmp_path), [], 'present', False, False)['script'] == \
+        result['script']
     # Nothing of ours on the admin's host: nothing to do.
     assert not converge(backend_for(RecordedHost('admin'), tmp_path), [], 'absent', False, False)['changed']
 
@@ -233,11 +441,33 @@ def test_check_mode_compares_and_writes_nothing(tmp_path):
 
 # -- failures ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize('rules, state', [(RULES, 'present'), ([], 'present'), ([], 'absent')])
+@pytest.mark.parametrize('stage, listing, command', [
+    ('applied', 'json', 'nft -j list ruleset'),
+    ('admin', 'json', 'nft -j list ruleset'),
+    ('applied', 'text', 'nft -a list ruleset'),
+])
+def test_a_ruleset_that_cannot_be_read_fails_every_run_naming_the_tool(tmp_path, rules, state, stage, listing,
+                                                                       command):
+    failure = (1, '', 'Error: cannot open socket: Operation not permitted\n')
+    host = RecordedHost(stage, results={listing: failure})
+    with pytest.raises(BackendError) as error:
+        converge(backend_for(host, tmp_path), rules, state, False, False)
+    assert str(error.value) == ('nftables: %s failed (1): Error: cannot open socket: Operation not permitted; '
+                                'nothing was changed' % command)
+    assert host.scripts() == []
+
+
+def test_unreadable_json_fails(tmp_path):
+    host = RecordedHost('applied', results={'json': (0, '{"nftables": [', '')})
+    with pytest.raises(BackendError, match='cannot read the output of nft -j list ruleset'):
+        converge(backend_for(host, tmp_path), [], 'absent', False, False)
+
+
 def test_a_refused_check_names_the_rule_and_applies_nothing(tmp_path):
-    backend = backend_for(RecordedHost('admin'), tmp_path)
-    backend.read()
-    script = backend.render_present(RULES)
-    number = script_lines(script).index(next(line for line in script_lines(script) if '"many-ports"' in line)) + 2
+    script = planned(RecordedHost('admin'), tmp_path, RULES)
+    lines = script_lines(script)
+    number = lines.index(next(line for line in lines if '"lync-xmpp:many-ports"' in line)) + 2
     message = ('/dev/stdin:%d:39-44: Error: Could not process rule: Numerical result out of range\n'
                'add rule inet filter lync_xmpp_fwd udp dport ...\n' % number)
     host = RecordedHost('admin', results={'check': (1, '', message)})
@@ -253,6 +483,42 @@ def test_a_refused_commit_says_the_ruleset_is_as_it_was(tmp_path):
     with pytest.raises(BackendError) as error:
         converge(backend_for(host, tmp_path), RULES, 'present', False, False)
     assert 'No buffer space' in str(error.value) and 'as it was before this run' in str(error.value)
+
+
+def test_apply_commits_the_transaction_it_is_given(tmp_path):
+    host = RecordedHost('admin')
+    backend = backend_for(host, tmp_path)
+    backend.read()
+    transaction = backend.plan(RULES)
+    assert [label for label, _text, _payload in transaction.steps] == ['nft -f']
+    backend.apply(Transaction([('nft -f', 'add table inet lync_xmpp { comment "lync-xmpp-federation"; }\n', None)]))
+    assert host.scripts() == [('-c', 'add table inet lync_xmpp { comment "lync-xmpp-federation"; }\n'),
+                              ('-f', 'add table inet lync_xmpp { comment "lync-xmpp-federation"; }\n')]
+
+
+# -- comments in bytes --------------------------------------------------------------------------
+
+def commented(comment, name='r'):
+    return normalize_rules([{'name': name, 'direction': 'in', 'ports': [5269], 'comment': comment}])
+
+
+def test_kernel_comments_are_limited_in_bytes_before_anything_is_read(tmp_path):
+    # 'lync-xmpp:r: ' takes 13 bytes; nft keeps 128.
+    fits = commented(u'\u00e9' * 57 + 'a')
+    host = RecordedHost('admin')
+    assert converge(backend_for(host, tmp_path), fits, 'present', False, True)['changed']
+    # 100 characters, 200 bytes: within the model's characters, not within nft's bytes.
+    too_long = commented(u'\u00e9' * 100)
+    host = RecordedHost('admin')
+    with pytest.raises(RuleError) as error:
+        converge(backend_for(host, tmp_path), too_long, 'present', False, False)
+    assert ("rule 'r': field 'comment': '%s' is 200 bytes in UTF-8" % (u'\u00e9' * 100)) in str(error.value)
+    assert str(error.value).endswith("makes the rule's kernel comment ('lync-xmpp:', the name, ': ', the comment) "
+                                     '213 bytes, more than the 128 bytes nftables takes: shorten it by 85 bytes')
+    assert host.calls == []
+    one_over = commented(u'\u00e9' * 58)
+    with pytest.raises(RuleError, match='129 bytes, more than the 128 bytes nftables takes: shorten it by 1 byte$'):
+        converge(backend_for(RecordedHost('admin'), tmp_path), one_over, 'present', False, False)
 
 
 # -- kernel rules -------------------------------------------------------------------------------
@@ -300,22 +566,25 @@ def test_other_shapes_are_not_ours(expr):
 
 
 def test_one_model_rule_becomes_kernel_rules_per_family_and_address_pair():
-    rule = normalize_rules([{'name': 'r', 'direction': 'in', 'ports': [1, 3], 'source': ['198.51.100.0/30', '198.51.100.9'],
+    rule = normalize_rules([{'name': 'r', 'direction': 'in', 'ports': [1, 3],
+                             'source': ['198.51.100.0/30', '198.51.100.9'],
                              'destination': ['198.51.100.66']}])[0]
     made = kernel_rules(rule, 'inet', {4, 6})
     assert [(each.source, each.destination) for each in made] == [
         ('198.51.100.0/30', '198.51.100.66/32'), ('198.51.100.9/32', '198.51.100.66/32')]
-    assert made[0].text('inet') == 'ip saddr 198.51.100.0/30 ip daddr 198.51.100.66 tcp dport { 1, 3 } counter accept comment "r"'
+    assert made[0].text('inet') == ('ip saddr 198.51.100.0/30 ip daddr 198.51.100.66 tcp dport { 1, 3 } counter '
+                                    'accept comment "lync-xmpp:r"')
     neutral = normalize_rules([{'name': 'n', 'direction': 'out', 'ports': [5269]}])[0]
     assert [each.nfproto for each in kernel_rules(neutral, 'inet', {4, 6})] == [None]
     # An inet chain that serves one family only must not let a neutral rule match the other.
     assert [each.text('inet') for each in kernel_rules(neutral, 'inet', {6})] == [
-        'meta nfproto ipv6 tcp dport 5269 counter accept comment "n"']
-    assert [each.text('ip') for each in kernel_rules(neutral, 'ip', {4})] == ['tcp dport 5269 counter accept comment "n"']
+        'meta nfproto ipv6 tcp dport 5269 counter accept comment "lync-xmpp:n"']
+    assert [each.text('ip') for each in kernel_rules(neutral, 'ip', {4})] == [
+        'tcp dport 5269 counter accept comment "lync-xmpp:n"']
     assert kernel_rules(rule, 'ip6', {6}) == []
     dnat = normalize_rules([{'name': 'd', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.1'],
                              'nat': 'dnat', 'nat_to': '198.51.100.66'}])[0]
-    assert kernel_rules(dnat, 'ip', {4})[0].text('ip').endswith('counter dnat to 198.51.100.66 comment "d"')
+    assert kernel_rules(dnat, 'ip', {4})[0].text('ip').endswith('counter dnat to 198.51.100.66 comment "lync-xmpp:d"')
     assert network_text('2001:db8::1/128') == '2001:db8::1' and network_text('2001:db8::/32') == '2001:db8::/32'
 
 
@@ -328,7 +597,8 @@ def persistence(tmp_path, stage, main_text=ADMIN_CONFIG):
     main_config, our_file = tmp_path / 'nftables.conf', tmp_path / 'd' / 'lync.nft'
     if main_text is not None:
         main_config.write_text(main_text)
-    backend = backend_for(RecordedHost(stage), tmp_path, nft_main_config=str(main_config), nft_persist_file=str(our_file))
+    backend = backend_for(RecordedHost(stage), tmp_path, nft_main_config=str(main_config),
+                          nft_persist_file=str(our_file))
     backend.read()
     return backend, main_config, our_file
 
@@ -341,12 +611,15 @@ def test_persistence_writes_our_file_and_one_include_line(tmp_path):
     assert main_config.read_text() == ADMIN_CONFIG + '\n%s\ninclude "%s"\n' % (INCLUDE_MARKER, our_file)
     text = our_file.read_text()
     # What the transaction did, as commands that rebuild it after the admin's configuration.
-    for line in ('add chain inet filter lync_xmpp_in', 'flush chain inet filter lync_xmpp_in',
+    for line in ('add table inet lync_xmpp { comment "lync-xmpp-federation"; }',
+                 'add chain inet filter lync_xmpp_in { comment "lync-xmpp-federation"; }',
+                 'flush chain inet filter lync_xmpp_in',
                  'insert rule inet filter input jump lync_xmpp_in comment "lync-xmpp-federation"',
-                 'add chain inet lync_xmpp lync_xmpp_snat { type nat hook postrouting priority 100; policy accept; }'):
+                 'add chain inet lync_xmpp lync_xmpp_snat { comment "lync-xmpp-federation"; type nat hook postrouting '
+                 'priority 100; policy accept; }'):
         assert line + '\n' in text
     assert not backend.persist(RULES, False), 'a second run changes nothing'
-    assert backend.persistence_files() == [str(our_file), str(main_config)]
+    assert backend.persistence_files(RULES) == [str(our_file), str(main_config)]
     # Absent: our file goes, and so does our include line with its comment, and nothing else.
     assert backend.persist(None, False)
     assert not our_file.exists() and main_config.read_text() == ADMIN_CONFIG
@@ -361,8 +634,9 @@ def test_persistence_follows_the_distribution_unless_told(tmp_path):
     assert debian == ('/etc/nftables.conf', '/etc/nftables.d/lync-xmpp-federation.nft')
     # A host with neither file yet gets the Debian layout, which is created with the include line.
     assert backend.persistence_layout(exists=lambda path: False) == debian
-    told = backend_for(RecordedHost('applied'), tmp_path, nft_main_config='/srv/nft.conf', nft_persist_file='/srv/x.nft')
-    assert told.persistence_files() == ['/srv/x.nft', '/srv/nft.conf']
+    told = backend_for(RecordedHost('applied'), tmp_path, nft_main_config='/srv/nft.conf',
+                       nft_persist_file='/srv/x.nft')
+    assert told.persistence_files(RULES) == ['/srv/x.nft', '/srv/nft.conf']
 
 
 def test_an_include_the_admin_already_has_is_used(tmp_path):
@@ -399,4 +673,56 @@ def test_a_configuration_that_would_not_load_is_put_back_and_said(tmp_path):
     backend = backend_for(host, tmp_path, nft_main_config=str(main_config), nft_persist_file=str(our_file))
     backend.read()
     with pytest.raises(BackendError, match='did not load before this run either: Error: syntax error'):
+        backend.persist(RULES, False)
+
+
+def read_only_file_system(monkeypatch):
+    """Every new file fails as on a file system mounted read-only (the tests run as root, whom a directory's
+    mode does not stop)."""
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(backend_module.tempfile, 'mkstemp', refuse)
+
+
+def test_persistence_failing_after_the_apply_fails_saying_the_rules_are_in_force(tmp_path, monkeypatch):
+    main_config, our_file = tmp_path / 'nftables.conf', tmp_path / 'd' / 'lync.nft'
+    main_config.write_text(ADMIN_CONFIG)
+    read_only_file_system(monkeypatch)
+    host = RecordedHost('admin')
+    backend = backend_for(host, tmp_path, nft_main_config=str(main_config), nft_persist_file=str(our_file))
+    with pytest.raises(PersistenceError) as error:
+        converge(backend, RULES, 'present', True, False)
+    assert error.value.applied is True
+    assert str(error.value) == ('nftables: the new rules are in force now, but will not survive a reboot or a reload '
+                                'of the firewall: persisting them failed: cannot write %s: Read-only file system'
+                                % our_file)
+    assert [flag for flag, _script in host.scripts()] == ['-c', '-f']
+    assert main_config.read_text() == ADMIN_CONFIG and not our_file.exists()
+
+
+def test_persistence_failing_on_a_host_already_right_says_nothing_was_changed(tmp_path, monkeypatch):
+    read_only_file_system(monkeypatch)
+    host = RecordedHost('applied')
+    backend = backend_for(host, tmp_path, nft_main_config=str(tmp_path / 'nftables.conf'),
+                          nft_persist_file=str(tmp_path / 'lync.nft'))
+    with pytest.raises(PersistenceError) as error:
+        converge(backend, RULES, 'present', True, False)
+    assert error.value.applied is False
+    assert 'the live rules are as wanted and were not changed, but persisting them failed: cannot write' in \
+        str(error.value)
+    assert host.scripts() == []
+
+
+def test_an_os_error_on_a_persistence_path_is_a_message_naming_it(tmp_path):
+    # A path under a regular file: no directory can be made there, whoever runs the module.
+    blocker = tmp_path / 'not-a-directory'
+    blocker.write_text('')
+    backend, _main_config, _our_file = persistence(tmp_path, 'applied')
+    backend.options['nft_persist_file'] = str(blocker / 'lync.nft')
+    with pytest.raises(BackendError) as error:
+        backend.persist(RULES, False)
+    assert str(error.value).startswith('cannot write %s: ' % (blocker / 'lync.nft'))
+    # The main configuration is a directory: it cannot be read, and that is said too.
+    backend.options['nft_main_config'] = str(tmp_path)
+    with pytest.raises(BackendError, match='cannot read %s: Is a directory' % tmp_path):
         backend.persist(RULES, False)

@@ -17,7 +17,11 @@ import os
 
 import pytest
 
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, converge
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    BackendError,
+    OwnershipError,
+    converge,
+)
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.ufw import UfwBackend
 
@@ -125,3 +129,18 @@ def test_what_ufw_cannot_do_is_refused_before_anything_is_read(tmp_path, options
         converge(backend_for(host, tmp_path, ufw_files(tmp_path, 'admin'), **options), normalize_rules(rules),
                  'present', True, False)
     assert host.calls == []
+
+
+def test_our_rules_are_recognised_by_their_mark_on_ufw_too(tmp_path):
+    # The recording's rules of ours, without the lync-xmpp: mark on their comments, are someone else's: our
+    # chains then hold foreign rules, and the run refuses, changing nothing.
+    host = RecordedUfwHost('applied')
+    host.saves['iptables-nft-save'] = host.saves['iptables-nft-save'].replace('--comment "lync-xmpp:', '--comment "')
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path, ufw_files(tmp_path, 'applied')), RULES, 'present', True, False)
+    assert ('ufw: refusing to run, nothing was changed: IPv4 filter table, chain LYNC-XMPP-IN: holds a rule that is '
+            'not ours: -A LYNC-XMPP-IN -d 198.51.100.34/32 -p tcp -m tcp --dport 23456 -m comment --comment '
+            '"xmpp-gateway-internal-ipv4: XMPP federation row 3, Front End XMPP gateway to Edge internal" -j ACCEPT'
+            ) in str(error.value)
+    assert host.restores() == []
+    assert (tmp_path / 'before.rules').read_text() == fixture('applied-before.rules')
