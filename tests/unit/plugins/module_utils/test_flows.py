@@ -284,3 +284,27 @@ def test_a_host_in_two_of_our_groups_is_refused():
 def test_magic_variables_in_the_wrong_place_are_named():
     with pytest.raises(RuleError, match="flow model: argument 'hostvars': a list is not a mapping"):
         flows(MATRIX, ['edge1'], {})
+
+
+def test_literal_networks_stand_for_themselves_as_source_and_destination():
+    rows = [{'id': 'admin-rdp', 'transport': 'tcp', 'ports': [3389], 'destination': 'edge_internal',
+             'source': ['198.51.100.192/27', '2001:db8:40::/48']},
+            {'id': 'edge-ntp', 'transport': 'udp', 'ports': [123], 'source': 'edge_internal',
+             'destination': ['198.51.100.250']}]
+    edge = dict(SINGLE_EDGE, lync_edge_public_ip='198.51.100.62')
+    hostvars, groups = topology({'edge1': edge}, {'fe1': FRONT_END})
+    extra_ids = ('admin-rdp', 'edge-ntp')
+    found = [flow for flow in flows(MATRIX, hostvars, groups, extra_rows=rows) if flow['row'] in extra_ids]
+    # The IPv6 admin network reaches nothing: the Edge has no IPv6 internal address.
+    assert [(flow['id'], flow['expected'], flow['to_host']) for flow in found] == [
+        ('admin-rdp:row:198.51.100.192/27>198.51.100.130:tcp/3389:ipv4', 'open', 'edge1'),
+        ('admin-rdp:internal-port-from-internet:internet>198.51.100.10:tcp/3389:ipv4', 'blocked', 'edge1'),
+        ('admin-rdp:internal-port-from-internet:internet>198.51.100.62:tcp/3389:ipv4', 'blocked', 'edge1'),
+        ('admin-rdp:internal-port-from-internet:internet>198.51.100.130:tcp/3389:ipv4', 'blocked', 'edge1'),
+        ('admin-rdp:next-port:198.51.100.192/27>198.51.100.130:tcp/3390:ipv4', 'blocked', 'edge1'),
+        ('edge-ntp:row:edge1>198.51.100.250:udp/123:ipv4', 'open', None),
+        ('edge-ntp:internal-port-from-internet:internet>198.51.100.10:udp/123:ipv4', 'blocked', 'edge1'),
+        ('edge-ntp:internal-port-from-internet:internet>198.51.100.62:udp/123:ipv4', 'blocked', 'edge1'),
+        ('edge-ntp:internal-port-from-internet:internet>198.51.100.130:udp/123:ipv4', 'blocked', 'edge1'),
+        ('edge-ntp:next-port:edge1>198.51.100.250:udp/124:ipv4', 'blocked', None),
+    ]
