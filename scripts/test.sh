@@ -136,7 +136,8 @@ build_and_check() {
     echo "build: the artifact holds files that are not the collection:"; echo "$unwanted"; return 1
   fi
   local wanted
-  for wanted in MANIFEST.json FILES.json meta/runtime.yml plugins/filter/host_rules.py \
+  for wanted in MANIFEST.json FILES.json meta/runtime.yml plugins/filter/host_rules.py plugins/filter/flows.py \
+                plugins/module_utils/flows.py playbooks/plan.yml \
                 plugins/module_utils/rule_model.py plugins/module_utils/matrix.py roles/xmpp_firewall/defaults/main.yml \
                 roles/xmpp_firewall/README.md COPYING LICENSES/GPL-3.0-or-later.txt requirements.txt \
                 meta/execution-environment.yml docs/docsite/links.yml; do
@@ -197,6 +198,14 @@ PY
     grep -q '"msg": ".*xmpp-s2s-inbound-dnat-edge02-ipv4' "$work/fw-ext01.txt" \
       || { echo "build: the installed filter did not compute the example's rules:"; cat "$work/rules.txt"; exit 1; }
     echo "build: installed; ansible-doc renders the filter; the installed filter computes the example's rules"
+    # The preview Galaxy and AWX users get: the installed plan playbook, on an inventory none of whose hosts exists.
+    ansible-playbook -i "$top/inventory/example" lync.xmpp_federation.plan -e "xmpp_firewall_plan_file=$work/plan.csv" \
+      > "$work/plan.txt" 2>&1 || { echo "build: the installed plan playbook failed:"; cat "$work/plan.txt"; exit 1; }
+    if ! grep -q '^"fw-ext01","xmpp-s2s-inbound-dnat-edge02-ipv4",' "$work/plan.csv" \
+       || ! grep -q '^"xmpp-gateway-internal","reverse","edge02",' "$work/plan.csv"; then
+      echo "build: the installed plan playbook wrote no rules or flows:"; cat "$work/plan.txt" "$work/plan.csv"; exit 1
+    fi
+    echo "build: the installed plan playbook wrote the example's rules and flows without connecting to any host"
     linux_only_run "$work" || exit 1
   )
 }

@@ -208,13 +208,13 @@ class _Inventory(object):
         self.hostvars = hostvars
         self.groups = groups or {}
         self._cache = {}
-        own = self.vars(host)
+        # Read only when an argument is not given: the flow model passes both and has no host of its own.
         if partner_networks is None:
-            partner_networks = own.get(VAR_PARTNERS) or []
+            partner_networks = self.vars(host).get(VAR_PARTNERS) or []
         self.partner_where = "host '%s': variable '%s'" % (host, VAR_PARTNERS)
         self.partners = normalize_networks(partner_networks, self.partner_where)
         if restrict_internal_sources is None:
-            restrict_internal_sources = own.get(VAR_RESTRICT, False)
+            restrict_internal_sources = self.vars(host).get(VAR_RESTRICT, False)
         self.restrict_internal_sources = _boolean(restrict_internal_sources,
                                                   "host '%s': variable '%s'" % (host, VAR_RESTRICT))
 
@@ -471,6 +471,51 @@ class _Translation(object):
                                   nat='snat', nat_to=_bare(public))
 
 
+def matrix_rows(matrix, extra_rows, where):
+    """The rows of ``matrix`` and ``extra_rows``, each validated (normalize_row), with ids unique across both.
+
+    ``extra_rows`` (the role's xmpp_firewall_extra_rows) are validated under their own variable's name, so that an
+    error in one of them names that variable and the row's index in it. ``where`` starts every message.
+    """
+    row_lists = ((MATRIX_VARIABLE, matrix), (EXTRA_ROWS_VARIABLE, [] if extra_rows is None else extra_rows))
+    for variable, rows in row_lists:
+        if not isinstance(rows, (list, tuple)):
+            raise RuleError("%s: variable '%s': %r is not a list of rows" % (where, variable, rows))
+    rows = [normalize_row(row, index, where, variable)
+            for variable, variable_rows in row_lists for index, row in enumerate(variable_rows)]
+    first_row_of_id = {}
+    for row in rows:
+        earlier = first_row_of_id.setdefault(row['id'], row)
+        if earlier is row:
+            continue
+        owner = 'an earlier row' if earlier['variable'] == row['variable'] else "a row of '%s'" % earlier['variable']
+        raise RuleError("%s: variable '%s': row '%s': field 'id': '%s' is already the id of %s; give each row an id "
+                        "of its own" % (where, row['variable'], row['id'], row['id'], owner))
+    return rows
+
+
+def check_magic_variables(where, hostvars, groups, usage):
+    """The magic variables, passed in the wrong order or not at all, would otherwise fail deep inside."""
+    for argument, value in (('hostvars', hostvars), ('groups', groups)):
+        if value is not None and not isinstance(value, Mapping):
+            raise RuleError("%s: argument '%s': a %s is not a mapping; pass the magic variable '%s' (%s)"
+                            % (where, argument, type(value).__name__, argument, usage))
+
+
+def host_roles(host, groups):
+    """The groups of ours that ``host`` is in, in a fixed order; raises RuleError on a conflicting membership."""
+    host_where = "host '%s'" % host
+    roles = [group for group in (GROUP_EDGE, GROUP_FRONT_END, GROUP_EXTERNAL_FIREWALL, GROUP_INTERNAL_FIREWALL)
+             if host in (groups.get(group) or ())]
+    if GROUP_EDGE in roles and len(roles) > 1:
+        raise RuleError("%s: is in group '%s' and in %s; an Edge server cannot also be a Front End or a firewall"
+                        % (host_where, GROUP_EDGE, ', '.join("'%s'" % group for group in roles[1:])))
+    if GROUP_FRONT_END in roles and len(roles) > 1:
+        raise RuleError("%s: is in group '%s' and in %s; a Front End server cannot also be a firewall"
+                        % (host_where, GROUP_FRONT_END, ', '.join("'%s'" % group for group in roles[1:])))
+    return roles
+
+
 def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_internal_sources=None, extra_rows=None):
     """The rule list (canonical, sorted) for one host; raises RuleError on bad input.
 
@@ -478,16 +523,10 @@ def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_i
     variable's name so that an error in one of them names that variable and the row's index in it.
     """
     host_where = "host '%s'" % host
-    row_lists = ((MATRIX_VARIABLE, matrix), (EXTRA_ROWS_VARIABLE, [] if extra_rows is None else extra_rows))
-    for variable, rows in row_lists:
+    for variable, rows in ((MATRIX_VARIABLE, matrix), (EXTRA_ROWS_VARIABLE, [] if extra_rows is None else extra_rows)):
         if not isinstance(rows, (list, tuple)):
             raise RuleError("%s: variable '%s': %r is not a list of rows" % (host_where, variable, rows))
-    # The magic variables, passed in the wrong order or not at all, would otherwise fail deep inside.
-    for argument, value in (('hostvars', hostvars), ('groups', groups)):
-        if value is not None and not isinstance(value, Mapping):
-            raise RuleError("%s: argument '%s': a %s is not a mapping; pass the magic variable '%s' "
-                            "(host_rules(inventory_hostname, hostvars, groups))"
-                            % (host_where, argument, type(value).__name__, argument))
+    check_magic_variables(host_where, hostvars, groups, 'host_rules(inventory_hostname, hostvars, groups)')
     hostvars = hostvars or {}
     groups = groups or {}
     # A host in none of our groups has nothing to do with the matrix: it costs
@@ -497,22 +536,8 @@ def host_rules(matrix, host, hostvars, groups, partner_networks=None, restrict_i
     if not roles:
         return []
     inventory = _Inventory(host, hostvars, groups, partner_networks, restrict_internal_sources)
-    if GROUP_EDGE in roles and len(roles) > 1:
-        raise RuleError("%s: is in group '%s' and in %s; an Edge server cannot also be a Front End or a firewall"
-                        % (host_where, GROUP_EDGE, ', '.join("'%s'" % group for group in roles[1:])))
-    if GROUP_FRONT_END in roles and len(roles) > 1:
-        raise RuleError("%s: is in group '%s' and in %s; a Front End server cannot also be a firewall"
-                        % (host_where, GROUP_FRONT_END, ', '.join("'%s'" % group for group in roles[1:])))
-    rows = [normalize_row(row, index, host_where, variable)
-            for variable, variable_rows in row_lists for index, row in enumerate(variable_rows)]
-    first_row_of_id = {}
-    for row in rows:
-        earlier = first_row_of_id.setdefault(row['id'], row)
-        if earlier is row:
-            continue
-        owner = 'an earlier row' if earlier['variable'] == row['variable'] else "a row of '%s'" % earlier['variable']
-        raise RuleError("%s: variable '%s': row '%s': field 'id': '%s' is already the id of %s; give each row an id "
-                        "of its own" % (host_where, row['variable'], row['id'], row['id'], owner))
+    host_roles(host, groups)
+    rows = matrix_rows(matrix, extra_rows, host_where)
     if GROUP_EDGE not in roles and not inventory.edges():
         raise RuleError("%s: is in group %s but group '%s' has no host; there is no Edge to open paths to"
                         % (host_where, ', '.join("'%s'" % group for group in roles), GROUP_EDGE))
