@@ -213,16 +213,16 @@ def nft_baseline(role):
 # leaves it alone, and the baseline comparison after removal finds it byte for byte.
 NFT_NAMESAKE = '''
 table inet admin_egress {
-	chain lync_xmpp_out {
-		tcp dport 9 reject
-	}
+    chain lync_xmpp_out {
+        tcp dport 9 reject
+    }
 
-	chain output {
-		type filter hook output priority filter + 5; policy accept;
-		jump lync_xmpp_out
-	}
+    chain output {
+        type filter hook output priority filter + 5; policy accept;
+        jump lync_xmpp_out
+    }
 }
-'''
+'''.replace('    ', '\t')
 
 
 # Docker's way: a table of its own with a forward base chain and chains it
