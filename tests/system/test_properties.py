@@ -7,19 +7,23 @@
 Hypothesis draws random valid rule lists A and B: both address families, single ports and port ranges (that
 overlap, touch, or are many enough for iptables' multiport to split them into blocks), address lists (hosts
 and networks of any prefix length, sources and destinations), every direction and action, names and comments
-up to the limits with non-ASCII text, and translation rules.  On each backend (nftables, iptables-nft,
-iptables-legacy), starting from an admin's ruleset:
+up to the limits with non-ASCII text, and translation rules.  B keeps some of A's rules, changes one field of
+others, and adds new ones, some under A's names.  On each backend (nftables, iptables-nft, iptables-legacy),
+starting from an admin's ruleset (nftables: four, which place our chains differently):
 
-- A is applied, and the rules of ours read back from the kernel are ``normalize_rules(A)``; a second run
-  with A changes nothing and runs no command that writes or checks a transaction;
-- then B, the same way (a transition: rules added, removed, changed under the same name);
+- check mode with A says changed exactly when the rules of ours differ, and runs no command that writes;
+- A is applied (diff's ``before`` is what was live), and the rules of ours read back from the kernel are
+  ``normalize_rules(A)``; a second run with A changes nothing and runs no command that writes or checks a
+  transaction;
+- then B, the same way;
 - then ``state: absent``: no rule of ours is left, the ruleset is byte for byte the admin's, and a second
   absent changes nothing.
 
 Each backend gets one fresh namespace (names start with ``lxP``) and one python process in it that runs all
 of that backend's examples; this file is that process's program too (``python test_properties.py BACKEND
-EXAMPLES SECONDS``).  It uses only the library's public flow: ``select_backend``, ``converge``,
-``current_rules`` and ``normalize_rules``.
+EXAMPLES SECONDS``).  The iptables variant is the one whose tables hold the admin's ruleset, as detection
+finds it.  The driver uses only the library's public flow: ``select_backend``, ``converge``,
+``current_rules`` and ``normalize_rules``.  A failure prints hypothesis' falsifying example, also as JSON.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -93,9 +97,33 @@ COMMIT
 -A POSTROUTING -o eth9 -j MASQUERADE
 COMMIT
 '''
-# nftables: a host with the admin's inet filter (our chains go in it, entered by jumps), or a bare host
-# (our chains are base chains in a table of ours).
-BASELINES = {'nftables': ('admin', 'bare'), 'iptables-nft': ('admin',), 'iptables-legacy': ('admin',)}
+NFT_IPV6_DROP = '''table ip6 filter {
+    chain input {
+        type filter hook input priority filter; policy drop;
+    }
+
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+    }
+
+    chain output {
+        type filter hook output priority filter; policy drop;
+    }
+}
+'''
+# nftables hosts, each placing our chains differently:
+# - admin: the admin's inet filter holds our chains for both families, entered by jumps;
+# - bare: no base chain at all, our chains are base chains in a table of ours;
+# - split: IPv6 is decided in an ip6 table with policy drop, IPv4 in the inet table: a rule without addresses
+#   is written to both, the inet copy restricted to IPv4 (meta nfproto);
+# - ipv4-only: the admin's ip table holds IPv4, a table of ours (inet, restricted to IPv6) the rest.
+NFT_BASELINES = {
+    'admin': NFT_ADMIN,
+    'bare': '',
+    'split': NFT_ADMIN + '\n' + NFT_IPV6_DROP,
+    'ipv4-only': NFT_IPV6_DROP.replace('table ip6 filter', 'table ip filter').replace('policy drop', 'policy accept'),
+}
+BASELINES = {'nftables': tuple(NFT_BASELINES), 'iptables-nft': ('admin',), 'iptables-legacy': ('admin',)}
 
 
 # -- the driver: runs inside the namespace ----------------------------------------------------------------
@@ -172,7 +200,7 @@ class Kernel(object):
             for family in (4, 6):
                 sh(self.tool(family) + '-restore', '-w', '60', data=IPTABLES_ADMIN)
         else:
-            sh('nft', '-f', '-', data='flush ruleset\n' + (NFT_ADMIN if baseline == 'admin' else ''))
+            sh('nft', '-f', '-', data='flush ruleset\n' + NFT_BASELINES[baseline])
 
     def snapshot(self):
         """The whole ruleset as the firewall's tools print it (counters zeroed, tables in name order)."""
