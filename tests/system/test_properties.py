@@ -136,7 +136,6 @@ class Kernel(object):
     """This namespace's firewall as one backend sees it, driven through the library's public flow only."""
 
     def __init__(self, backend):
-        # pylint: disable=import-outside-toplevel
         from ansible_collections.lync.xmpp_federation.plugins.module_utils import backend as flow
         from ansible_collections.lync.xmpp_federation.plugins.module_utils import detect
 
@@ -170,7 +169,7 @@ class Kernel(object):
         failure = None
         try:
             return function()
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
             failure = traceback.format_exc()
         raise StepFailed('%s raised:\n%s' % (what, failure))
 
@@ -224,8 +223,8 @@ def sh(*argv, **kwargs):
     proc = subprocess.run(argv, input=data.encode('utf-8') if data else None, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=120, check=False)
     if proc.returncode != 0:
-        raise RuntimeError('%s failed (%d): %s' % (' '.join(argv), proc.returncode, proc.stderr.decode('utf-8',
-                                                                                                        'replace')))
+        error = proc.stderr.decode('utf-8', 'replace')
+        raise RuntimeError('%s failed (%d): %s' % (' '.join(argv), proc.returncode, error))
     return proc.stdout.decode('utf-8', 'surrogateescape')
 
 
@@ -254,8 +253,8 @@ def rules_diff(expected, live):
         else:
             for field in sorted(set(want) | set(got)):
                 if want.get(field) != got.get(field):
-                    lines.append('rule %r, %s: expected %r, read back %r' % (name, field, want.get(field),
-                                                                           got.get(field)))
+                    lines.append('rule %r, %s: expected %r, read back %r'
+                                 % (name, field, want.get(field), got.get(field)))
     if not lines and expected != live:
         lines.append('same rules, another order: %r vs %r' % ([rule['name'] for rule in expected],
                                                               [rule['name'] for rule in live]))
@@ -305,15 +304,15 @@ def check_round_trip(kernel, normalize_rules, baseline, rules_a, rules_b):
 # -- the strategies -------------------------------------------------------------------------------------------
 
 def strategies(st, kernel_comment, comment_bytes):
-    """-> (baselines -> strategy, strategy of rule lists A, function A -> strategy of rule lists B)."""
+    """-> (baselines -> strategy of one, strategy of rule lists A, function A -> strategy of rule lists B)."""
     name_pattern = r'\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z'
     names = st.one_of(st.from_regex(name_pattern), st.from_regex(r'\A[A-Za-z0-9][A-Za-z0-9_.-]{56,63}\Z'))
 
     # Comments: text without quotes, backslashes or control characters; some characters that are likely to
     # trouble a parser or a line splitter are drawn on purpose (4-byte UTF-8, line and paragraph separators,
     # non-breaking and ideographic spaces, zero-width characters, shell and nft punctuation).
-    special = st.sampled_from([u'\u00e9', u'\u00fc', u'\u4e2d', u'\U0001f600', u'\U00010348', u'\u2028',
-                               u'\u2029', u'\u00a0', u'\u3000', u'\u200b', u'\ufeff', u'\u202e', "'", '#', ';',
+    special = st.sampled_from(['\u00e9', '\u00fc', '\u4e2d', '\U0001f600', '\U00010348', '\u2028',
+                               '\u2029', '\u00a0', '\u3000', '\u200b', '\ufeff', '\u202e', "'", '#', ';',
                                '{', '}', '$', '`', ' ', '-', ':', '/', ',', '*', '!'])
     characters = st.one_of(special, st.characters(codec='utf-8', exclude_categories=('Cc', 'Cs'),
                                                   exclude_characters='"\\'))
@@ -414,8 +413,8 @@ def strategies(st, kernel_comment, comment_bytes):
     def one_change(draw, rule):
         """``rule`` with one field changed (the change may happen to give the same value)."""
         rule = dict(rule)
-        addresses = rule.get('source', []) + rule.get('destination', []) + ([rule['nat_to']] if 'nat_to' in rule
-                                                                               else [])
+        addresses = rule.get('source', []) + rule.get('destination', []) + [rule.get('nat_to')]
+        addresses = [address for address in addresses if address]
         family = ipaddress.ip_network(addresses[0], strict=False).version if addresses else None
         fields = ['comment', 'ports', 'protocol'] + (['action', 'direction'] if 'nat' not in rule else ['nat_to'])
         fields += ['source', 'destination'] if family else []
@@ -448,7 +447,7 @@ def strategies(st, kernel_comment, comment_bytes):
         new = rule_lists(st.one_of(st.sampled_from(known), names))
         return st.tuples(changed, new, keep).map(lambda lists: unique_names(lists[0] + lists[1] + lists[2]))
 
-    return (lambda choices: st.sampled_from(choices)), rule_lists(names), lists_after
+    return st.sampled_from, rule_lists(names), lists_after
 
 
 def unique_names(rules):
@@ -463,8 +462,7 @@ def unique_names(rules):
 
 def main(argv):
     """Run ``examples`` round trips (at most ``seconds`` of drawing new ones) on ``backend``; print a summary."""
-    # pylint: disable=import-outside-toplevel
-    from hypothesis import HealthCheck, given, note, settings
+    from hypothesis import HealthCheck, given, note, seed as fixed_seed, settings
     from hypothesis import strategies as st
     from hypothesis.internal.conjecture import engine
     from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
@@ -480,9 +478,9 @@ def main(argv):
     baselines, lists_a, lists_after = strategies(st, kernel_comment, COMMENT_BYTES[backend])
     stats = {'backend': backend, 'examples': 0, 'rules': 0, 'skipped': 0, 'failed': False}
     started = time.monotonic()
-    seed = os.environ.get('LYNC_PROPERTIES_SEED', 'derandomize')
+    seed_text = os.environ.get('LYNC_PROPERTIES_SEED', 'derandomize')
 
-    @settings(max_examples=examples, deadline=None, derandomize=seed == 'derandomize', database=None,
+    @settings(max_examples=examples, deadline=None, derandomize=seed_text == 'derandomize', database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False)
     @given(st.data())
     def round_trips(data):
@@ -505,8 +503,8 @@ def main(argv):
         stats['examples'] += 1
         stats['rules'] += len(rules_a) + len(rules_b)
 
-    if seed not in ('derandomize', 'random'):
-        round_trips = __import__('hypothesis').seed(int(seed))(round_trips)
+    if seed_text not in ('derandomize', 'random'):
+        round_trips = fixed_seed(int(seed_text))(round_trips)
     round_trips()
     stats['seconds'] = round(time.monotonic() - started, 1)
     print(json.dumps(stats))
