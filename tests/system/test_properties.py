@@ -316,7 +316,10 @@ def strategies(st, kernel_comment, comment_bytes):
                                '{', '}', '$', '`', ' ', '-', ':', '/', ',', '*', '!'])
     characters = st.one_of(special, st.characters(codec='utf-8', exclude_categories=('Cc', 'Cs'),
                                                   exclude_characters='"\\'))
-    texts = st.one_of(st.text(characters, max_size=12), st.text(characters, min_size=40, max_size=130))
+    # Wide text (3 and 4 bytes a character) makes the byte limit, not the character limit, the one that binds.
+    wide = st.characters(codec='utf-8', min_codepoint=0x800, exclude_categories=('Cc', 'Cs'))
+    texts = st.one_of(st.text(characters, max_size=12), st.text(characters, min_size=40, max_size=130),
+                      st.text(wide, min_size=40, max_size=130))
 
     def fit(name, text):
         """``text`` cut (at a character boundary) so that the kernel comment fits the limits."""
