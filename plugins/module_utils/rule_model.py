@@ -299,6 +299,30 @@ def rule_family(rule):
     return families.pop() if len(families) == 1 else None
 
 
+def _collapse_whole_family(normalized, rule, where):
+    """A field holding '0.0.0.0/0' or '::/0' (every address of a family) becomes empty, in place.
+
+    The kernels match a /0 as no address at all (iptables-save prints none), so a /0 kept in the model would never
+    read back and every run would report a change. Empty, the field no longer says which family the rule is for:
+    that must then follow from the other field or from nat_to, else the rule would open both families, and it is
+    refused. A translation needs the address it translates, never every address.
+    """
+    for field in ('source', 'destination'):
+        whole = [net for net in normalized[field] if _parsed_network(net).prefixlen == 0]
+        if not whole:
+            continue
+        normalized[field] = []
+        label = 'IPv%d' % family_of(whole[0])
+        if rule.get('nat') not in (None, '') and field == ('destination' if rule.get('nat') == 'dnat' else 'source'):
+            raise RuleError("%s: field '%s': %s is every %s address; a translation rule needs the address it "
+                            "translates" % (where, field, _text(whole[0]), label))
+        others = normalized['source'] + normalized['destination']
+        if not others and rule.get('nat_to') in (None, ''):
+            raise RuleError("%s: field '%s': %s is every %s address, which the kernels match as no address at "
+                            "all; leave the field empty for any address of both families, or give the rule an %s "
+                            "address in its other field" % (where, field, _text(whole[0]), label, label))
+
+
 def normalize_rule(rule, where='rule'):
     """Validate one rule and return it in canonical form (see the module docstring)."""
     if not isinstance(rule, dict):
@@ -331,6 +355,11 @@ def normalize_rule(rule, where='rule'):
         'comment': comment.strip(),
     }
     check_kernel_comment(normalized, KERNEL_COMMENT_MAX_BYTES, 'any firewall backend', where)
+    families = set(family_of(net) for net in normalized['source'] + normalized['destination'])
+    if len(families) > 1:
+        raise RuleError("%s: fields 'source' %s and 'destination' %s mix IPv4 and IPv6 addresses; write one rule "
+                        "per address family" % (where, normalized['source'], normalized['destination']))
+    _collapse_whole_family(normalized, rule, where)
     nat = rule.get('nat')
     if nat not in (None, ''):
         normalized['nat'] = _choice(rule, 'nat', NAT_KINDS, None, where)
@@ -350,10 +379,6 @@ def normalize_rule(rule, where='rule'):
         normalized['nat_to'] = normalize_nat_address(rule['nat_to'], "%s: field 'nat_to'" % where)
     elif rule.get('nat_to') not in (None, ''):
         raise RuleError("%s: field 'nat_to': %s given without 'nat'" % (where, _text(rule.get('nat_to'))))
-    families = set(family_of(net) for net in normalized['source'] + normalized['destination'])
-    if len(families) > 1:
-        raise RuleError("%s: fields 'source' %s and 'destination' %s mix IPv4 and IPv6 addresses; write one rule "
-                        "per address family" % (where, normalized['source'], normalized['destination']))
     if normalized.get('nat_to'):
         translated = matched_field(normalized)
         rule_version = family_of(normalized[translated][0])

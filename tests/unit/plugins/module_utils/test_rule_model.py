@@ -510,3 +510,23 @@ def test_families_and_sections():
     assert families_needed([v4, v6]) == {4, 6}
     assert families_needed([]) == set()
     assert sections([v4, v6, dnat]) == {'in', 'out', 'dnat'}
+
+
+# -- a /0 is every address of its family: the kernels write it as no match --------------------------
+
+def test_a_whole_family_network_becomes_any_where_the_rule_keeps_its_family():
+    rule = normalize_rule(canonical(source=['0.0.0.0/0', '198.51.100.0/24'], destination=['198.51.100.10']))
+    assert rule['source'] == [] and rule['destination'] == ['198.51.100.10/32']
+    assert rule_family(rule) == 4
+
+
+def test_a_whole_family_network_alone_is_refused_rather_than_opening_both_families():
+    with pytest.raises(RuleError) as error:
+        normalize_rule(canonical(source=['::/0'], destination=[]))
+    assert "field 'source'" in str(error.value) and "'::/0' is every IPv6 address" in str(error.value)
+
+
+def test_a_translation_of_every_address_is_refused():
+    with pytest.raises(RuleError) as error:
+        normalize_rule(canonical(direction='forward', nat='dnat', nat_to='2001:db8::1', destination=['2001:db8::/0']))
+    assert "field 'destination': '::/0' is every IPv6 address" in str(error.value)
