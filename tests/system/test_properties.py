@@ -65,9 +65,6 @@ DRIVER_EXTRA_SECONDS = SHRINK_SECONDS + 60
 
 # The kernel comment (RULE_MARK + name + ': ' + comment) must fit the backend's limit in UTF-8 bytes.
 COMMENT_BYTES = {'nftables': 128, 'iptables-nft': 255, 'iptables-legacy': 255}
-# Today's rule model also refuses kernel comments over 128 characters, whatever the backend: iptables
-# comments of 129-255 ASCII bytes are valid for the kernel but not generated while that cap stands.
-MODEL_COMMENT_CHARACTERS = 128
 
 # The admin's rulesets each example starts from: the backend must put its rules beside them and, when
 # absent, leave them byte for byte.
@@ -313,26 +310,27 @@ def strategies(st, kernel_comment, comment_bytes):
     name_pattern = r'\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z'
     names = st.one_of(st.from_regex(name_pattern), st.from_regex(r'\A[A-Za-z0-9][A-Za-z0-9_.-]{56,63}\Z'))
 
-    # Comments: text without quotes, backslashes or control characters; some characters that are likely to
-    # trouble a parser or a line splitter are drawn on purpose (4-byte UTF-8, line and paragraph separators,
-    # non-breaking and ideographic spaces, zero-width characters, shell and nft punctuation).
-    special = st.sampled_from(['\u00e9', '\u00fc', '\u4e2d', '\U0001f600', '\U00010348', '\u2028',
-                               '\u2029', '\u00a0', '\u3000', '\u200b', '\ufeff', '\u202e', "'", '#', ';',
-                               '{', '}', '$', '`', ' ', '-', ':', '/', ',', '*', '!'])
-    characters = st.one_of(special, st.characters(codec='utf-8', exclude_categories=('Cc', 'Cs'),
+    # Comments: text without quotes, backslashes, control characters (Cc) or the line and paragraph separators
+    # (Zl, Zp), as the rule model says; some characters that are likely to trouble a parser are drawn on
+    # purpose (4-byte UTF-8, non-breaking and ideographic spaces, zero-width and bidi characters, a byte order
+    # mark, the single quote that iptables-save escapes, shell and nft punctuation).
+    excluded = ('Cc', 'Cs', 'Zl', 'Zp')
+    special = st.sampled_from(['\u00e9', '\u00fc', '\u4e2d', '\U0001f600', '\U00010348', '\u00a0', '\u3000',
+                               '\u200b', '\ufeff', '\u202e', "'", '#', ';', '{', '}', '$', '`', ' ', '-', ':', '/',
+                               ',', '*', '!'])
+    characters = st.one_of(special, st.characters(codec='utf-8', exclude_categories=excluded,
                                                   exclude_characters='"\\'))
-    # Wide text (3 and 4 bytes a character) makes the byte limit, not the character limit, the one that binds.
-    wide = st.characters(codec='utf-8', min_codepoint=0x800, exclude_categories=('Cc', 'Cs'))
-    texts = st.one_of(st.text(characters, max_size=12), st.text(characters, min_size=40, max_size=130),
+    # Wide text (3 and 4 bytes a character), so that the byte limit binds with fewer characters.
+    wide = st.characters(codec='utf-8', min_codepoint=0x800, exclude_categories=excluded)
+    texts = st.one_of(st.text(characters, max_size=12), st.text(characters, min_size=40, max_size=260),
                       st.text(wide, min_size=40, max_size=130))
 
     def fit(name, text):
-        """``text`` cut (at a character boundary) so that the kernel comment fits the limits."""
+        """``text`` cut (at a character boundary) so that the kernel comment fits the backend's limit."""
         overhead = kernel_comment({'name': name, 'comment': 'x'})
         byte_budget = comment_bytes - len(overhead.encode('utf-8')) + 1
-        character_budget = MODEL_COMMENT_CHARACTERS - len(overhead) + 1
         used, kept = 0, []
-        for character in text[:max(character_budget, 0)]:
+        for character in text:
             size = len(character.encode('utf-8'))
             if used + size > byte_budget:
                 break
