@@ -291,6 +291,27 @@ else:
 '''
 
 
+# The start of a fault-injection driver on iptables: reads the live ruleset with the backend of variant argv[1]
+# and plans the rules in argv[3] (JSON); ``backend`` and ``transaction`` are then defined.
+IPTABLES_DRIVER_HEAD = r'''
+import json, shutil, subprocess, sys
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, Transaction
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
+
+def run_command(argv, data=None, binary_data=False):
+    proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+variant, lock, rules = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+backend = IptablesBackend(run_command, shutil.which, {}, variant)
+backend.lock_path = lock
+backend.read()
+transaction = backend.plan(normalize_rules(rules))
+'''
+
+
 def run_driver(namespace, code, *args):
     """Run python ``code`` inside ``namespace`` with the collection importable; -> the JSON it prints."""
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)

@@ -21,8 +21,8 @@ import re
 
 import pytest
 
-from netlab import (APPLY_POISONED, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology,
-                    at_once, failed, ok, ruleset_module, run_driver)
+from netlab import (APPLY_POISONED, IPTABLES_DRIVER_HEAD, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES,
+                    Namespace, Topology, at_once, failed, ok, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
@@ -203,22 +203,7 @@ def test_bad_input_changes_nothing_and_names_the_field(variant, host):
 
 # A driver that runs our backend inside a namespace with the real tools, to inject a fault
 # that only the kernel notices, in the second family, after the first was applied.
-FAULT_DRIVER = r'''
-import json, shutil, subprocess, sys
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import BackendError, Transaction
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
-
-def run_command(argv, data=None, binary_data=False):
-    proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
-    return proc.returncode, proc.stdout, proc.stderr
-
-variant, lock, rules = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-backend = IptablesBackend(run_command, shutil.which, {}, variant)
-backend.lock_path = lock
-backend.read()
-transaction = backend.plan(normalize_rules(rules))
+FAULT_DRIVER = IPTABLES_DRIVER_HEAD + r'''
 # The kernel refuses DNAT in the filter table; iptables-restore --test does not know that.
 (label4, block4, family4), (label6, block6, family6) = transaction.steps
 assert (family4, family6) == (4, 6), transaction.text()

@@ -23,8 +23,8 @@ import tempfile
 
 import pytest
 
-from netlab import (CLIENT4, ROUTER4_A, SERVER4, SERVER_RULES, Namespace, Topology, failed, ok, ruleset_module,
-                    run_driver)
+from netlab import (CLIENT4, IPTABLES_DRIVER_HEAD, ROUTER4_A, SERVER4, SERVER_RULES, Namespace, Topology, failed,
+                    ok, ruleset_module, run_driver)
 from test_iptables import load_admin as load_iptables_admin
 from test_iptables import saves
 from test_nftables import load_admin as load_nft_admin
@@ -438,22 +438,7 @@ def test_a_firewalld_in_another_network_namespace_does_not_claim_this_host(make_
 
 # -- a kill between the iptables families --------------------------------------------------------
 
-HALF_APPLY = r'''
-import json, shutil, subprocess, sys
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import Transaction
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import IptablesBackend
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
-
-def run_command(argv, data=None, binary_data=False):
-    proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
-    return proc.returncode, proc.stdout, proc.stderr
-
-variant, lock, rules = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-backend = IptablesBackend(run_command, shutil.which, {}, variant)
-backend.lock_path = lock
-backend.read()
-transaction = backend.plan(normalize_rules(rules))
+HALF_APPLY = IPTABLES_DRIVER_HEAD + r'''
 # The run is killed after the IPv4 commit: only the first step reaches the kernel.
 backend.apply(Transaction(transaction.steps[:1]))
 print(json.dumps([family for _label, _text, family in transaction.steps]))
