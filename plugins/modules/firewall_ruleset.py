@@ -71,6 +71,11 @@ description:
     reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
   - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
 extends_documentation_fragment: []
+requirements:
+  - Python 3.6 or later on the managed host (Python 2.7 is not supported; the module says so and fails)
+  - Root on the managed host (C(become))
+  - "The host's own firewall tooling: C(nft) (nftables), C(iptables-save)/C(iptables-restore) and their IPv6 twins
+    (iptables-nft or iptables-legacy), C(firewall-cmd) (firewalld 0.9 or later), or ufw."
 attributes:
   check_mode:
     description: Compares and reports what would change; writes nothing.
@@ -289,7 +294,8 @@ try:
         RuleError,
         normalize_rules,
     )
-except (ImportError, SyntaxError):
+except (ImportError, SyntaxError, AttributeError):
+    # AttributeError: Python 2.7 has no functools.lru_cache, which the rule model uses at import.
     IMPORT_ERROR = traceback.format_exc()
     BACKEND_CHOICES = ('auto', 'nftables', 'iptables', 'firewalld', 'ufw')
 else:
