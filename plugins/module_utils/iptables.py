@@ -323,7 +323,8 @@ def comment_of(words):
     return words[words.index('--comment') + 1] if '--comment' in words[:-1] else None
 
 
-def describe_spec(table_name, chain, spec):
+def describe_spec(chain, spec):
+    """A rule as iptables-save prints it, for messages."""
     return '-A %s %s' % (chain, spec)
 
 
@@ -373,8 +374,8 @@ class FamilyState(object):
                 unmarked = [spec for spec in specs if spec not in marked]
                 marked_jumps = [jump for jump in into[name] if jump[3]]
                 if not marked and not marked_jumps:
-                    held = [describe_spec(table_name, name, spec) for spec in specs[:3]]
-                    held += ['-A %s %s' % (jump[0], jump[2]) for jump in into[name][:3]]
+                    held = [describe_spec(name, spec) for spec in specs[:3]]
+                    held += [describe_spec(jump[0], jump[2]) for jump in into[name][:3]]
                     listing = ': ' + '; '.join(held) if held else ''
                     self.foreign[(table_name, name)] = (
                         '%s %s table, chain %s is named like ours but carries none of our marks (no rule of ours '
@@ -382,11 +383,11 @@ class FamilyState(object):
                     continue
                 for spec in unmarked:
                     self.tainted.append('%s %s table, chain %s: holds a rule that is not ours: %s'
-                                        % (label, table_name, name, describe_spec(table_name, name, spec)))
+                                        % (label, table_name, name, describe_spec(name, spec)))
                 for jump in into[name]:
                     if not jump[3]:
-                        self.tainted.append('%s %s table, chain %s: a rule that is not ours jumps to our chain %s: '
-                                            '-A %s %s' % (label, table_name, jump[0], name, jump[0], jump[2]))
+                        self.tainted.append('%s %s table, chain %s: a rule that is not ours jumps to our chain %s: %s'
+                                            % (label, table_name, jump[0], name, describe_spec(jump[0], jump[2])))
                 self.jumps.setdefault(table_name, []).extend(
                     (jump[0], jump[1], name, jump[2]) for jump in marked_jumps)
                 parsed = self.chains.setdefault(table_name, {}).setdefault(name, [])
