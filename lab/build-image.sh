@@ -16,8 +16,13 @@ suite=bookworm
 # iproute2 for addresses and routes; firewalld and ufw for their variants
 # (installed, each runs only where the lab starts it). firewalld needs polkitd,
 # which needs a logind: debootstrap cannot pick a provider of that virtual
-# package, so libpam-systemd is named.
-packages=python3,nftables,iptables,iproute2,firewalld,libpam-systemd,ufw
+# package, so libpam-systemd is named. prosody and openssl for the real XMPP
+# federation and the mutual-TLS endpoint of the internal row; fail2ban for the
+# runtime bans firewalld must keep; ipset for partner lists as kernel sets on
+# iptables. debootstrap cannot pick providers of virtual packages, so the Lua
+# libraries prosody depends on through them (and lua-unbound, which lets it
+# resolve peers from a hosts file) are named.
+packages=python3,nftables,iptables,iproute2,firewalld,libpam-systemd,ufw,prosody,lua-bitop,lua-sec,lua-socket,lua-unbound,openssl,fail2ban,ipset
 
 recipe_hash=$( { cat "$0"; echo "$suite $packages"; } | sha256sum | cut -c1-12)
 image=localhost/lync-xmpp-lab:$recipe_hash

@@ -7,7 +7,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-apt_packages=(nftables iptables iproute2 iputils-ping python3-venv podman runc debootstrap git shellcheck)
+apt_packages=(nftables iptables ipset iproute2 iputils-ping python3-venv podman runc debootstrap git shellcheck openssl)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
