@@ -136,7 +136,9 @@ _value:
       C(kind) (C(row) for the row's own flows, or the reason a flow must stay blocked), C(from) (an inventory
       host, or the label V(internet), or a literal network), C(to) (an address without prefix length, a literal
       network, or the label V(partner)), C(to_host) (the inventory host that holds C(to), or V(null)), C(family)
-      (V(4) or V(6)), C(port), C(transport) (C(tcp) or C(udp)), C(expected) (V(open) or V(blocked)),
+      (V(4) or V(6)), C(port), C(transport) (C(tcp) or C(udp)), C(application) (on an open flow, the row's
+      C(application), such as V(XMPP) or V(XMPP/MTLS), which a protocol probe checks; else V(null)),
+      C(expected) (V(open) or V(blocked)),
       C(translated_to) and C(seen_as) (NAT, else V(null)).
   type: list
   elements: dict

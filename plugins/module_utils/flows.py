@@ -91,8 +91,8 @@ KIND_NEXT_PORT = 'next-port'
 KIND_REVERSE = 'reverse'
 KIND_OUTSIDE_NARROWING = 'outside-narrowing'
 KINDS = (KIND_ROW, KIND_INTERNAL_FROM_INTERNET, KIND_NEXT_PORT, KIND_REVERSE, KIND_OUTSIDE_NARROWING)
-FLOW_FIELDS = ('id', 'row', 'kind', 'from', 'to', 'to_host', 'family', 'port', 'transport', 'expected',
-               'translated_to', 'seen_as')
+FLOW_FIELDS = ('id', 'row', 'kind', 'from', 'to', 'to_host', 'family', 'port', 'transport', 'application',
+               'expected', 'translated_to', 'seen_as')
 EDGE_ENDS = (EDGE_EXTERNAL, EDGE_INTERNAL)
 PORT_MAX = 65535
 
@@ -215,6 +215,9 @@ class _Flows(object):
             'family': family,
             'port': port,
             'transport': row['transport'],
+            # What answers on an open flow (the row's application, e.g. XMPP or XMPP/MTLS), for a protocol probe;
+            # None on a blocked flow, where nothing may answer.
+            'application': row.get('application') if expected == 'open' else None,
             'expected': expected,
             'translated_to': translated_to,
             'seen_as': seen_as,

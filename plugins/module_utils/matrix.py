@@ -146,6 +146,9 @@ def normalize_row(row, index, host_where, variable=MATRIX_VARIABLE):
     # Checked here, not only in the rule model, so that the error names the row.
     if not isinstance(comment, str) or COMMENT_FORBIDDEN.search(comment):
         raise RuleError("%s: field 'comment': %r %s" % (where, comment, COMMENT_RULES))
+    application = row.get('application')
+    if application is not None and not isinstance(application, str):
+        raise RuleError("%s: field 'application': %r is not a text (such as XMPP or XMPP/MTLS)" % (where, application))
     source = _endpoint(row, 'source', where)
     destination = _endpoint(row, 'destination', where)
     edge_ends = set(end for end in (source, destination) if end in (EDGE_EXTERNAL, EDGE_INTERNAL))
@@ -155,6 +158,7 @@ def normalize_row(row, index, host_where, variable=MATRIX_VARIABLE):
     return {
         'variable': variable,
         'id': row['id'],
+        'application': (application or '').strip() or None,
         'transport': transport.lower(),
         'ports': normalize_ports(row['ports'], "%s: field 'ports'" % where),
         'source': source,

@@ -67,7 +67,7 @@ def test_a_flow_has_every_field():
     assert found[0] == {
         'id': 'xmpp-gateway-internal:row:fe1>198.51.100.130:tcp/23456:ipv4', 'row': 'xmpp-gateway-internal',
         'kind': 'row', 'from': 'fe1', 'to': '198.51.100.130', 'to_host': 'edge1', 'family': 4, 'port': 23456,
-        'transport': 'tcp', 'expected': 'open', 'translated_to': None, 'seen_as': None}
+        'transport': 'tcp', 'application': 'XMPP/MTLS', 'expected': 'open', 'translated_to': None, 'seen_as': None}
     assert all(sorted(flow) == sorted(FLOW_FIELDS) for flow in found)
     assert len(set(flow['id'] for flow in found)) == len(found)
 

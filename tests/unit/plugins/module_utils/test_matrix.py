@@ -20,7 +20,7 @@ def test_row_normalised():
            'source': 'any', 'destination': 'edge_external', 'action': 'ACCEPT', 'comment': ' SIP ',
            'reference': 'Edge port tables'}
     assert matrix.normalize_row(row, 0, "host 'h'") == {
-        'variable': 'xmpp_firewall_matrix', 'id': 'sip-access-edge', 'transport': 'tcp', 'ports': [443, 5061], 'source': 'any',
+        'variable': 'xmpp_firewall_matrix', 'id': 'sip-access-edge', 'application': 'SIP/TLS', 'transport': 'tcp', 'ports': [443, 5061], 'source': 'any',
         'destination': 'edge_external', 'action': 'accept', 'any_narrowed_to': None, 'comment': 'SIP',
         'side': 'external', 'both_edge_ends': False}
 
@@ -40,6 +40,8 @@ def test_row_with_literal_networks_and_both_edge_ends():
      "host 'h': variable 'xmpp_firewall_matrix': row 3: field 'id' is required"),
     ({'id': 'r', 'transport': 'tcp', 'ports': 1, 'source': [], 'destination': 'edge_external'},
      "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'source' is required"),
+    ({'id': 'r', 'application': ['XMPP'], 'transport': 'tcp', 'ports': 1, 'source': 'any', 'destination': 'edge_external'},
+     "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'application': ['XMPP'] is not a text (such as XMPP or XMPP/MTLS)"),
     ({'id': 'r', 'transport': 'tcp', 'ports': 1, 'source': 42, 'destination': 'edge_external'},
      "host 'h': variable 'xmpp_firewall_matrix': row 'r': field 'source': 42 is not an endpoint (known: any, "
      "edge_external, edge_internal, front_end, partners, or a list of networks)"),
