@@ -37,7 +37,7 @@ options:
     type: dict
     required: true
   hosts:
-    description: The inventory's hosts (C(groups['all'])): a flow can be tried only from one of them.
+    description: The inventory's hosts (C(groups['all'])); a flow can be tried only from one of them.
     type: list
     elements: str
     required: true

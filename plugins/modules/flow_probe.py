@@ -83,10 +83,14 @@ seealso:
     description: The flows that verify checks.
 attributes:
   check_mode:
+    description: Read-only; the connections are made in check mode too.
     support: full
-    details: Read-only; the connections are made in check mode too.
   diff_mode:
+    description: Changes nothing, so there is no diff.
     support: none
+  platform:
+    description: Linux (any POSIX host with Python 3.6 or later).
+    platforms: posix
 '''
 
 EXAMPLES = r'''

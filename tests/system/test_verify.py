@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import pytest
 
@@ -184,8 +184,8 @@ class VerifyEstate(object):
                                'lync.xmpp_federation.' + name] + list(args),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                               env=ansible_env(), cwd=REPO, timeout=300, check=False)
-        assert proc.returncode == expect_rc, 'ansible-playbook %s %s: rc %d\n%s' % (name, ' '.join(args),
-                                                                                 proc.returncode, proc.stdout)
+        command = ' '.join([name] + list(args))
+        assert proc.returncode == expect_rc, 'ansible-playbook %s: rc %d\n%s' % (command, proc.returncode, proc.stdout)
         return proc.stdout
 
     def verify(self, *args, **kwargs):

@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 import time
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import pytest
 import yaml
