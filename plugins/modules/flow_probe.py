@@ -89,7 +89,8 @@ attributes:
     description: Changes nothing, so there is no diff.
     support: none
   platform:
-    description: Linux (any POSIX host with Python 3.6 or later).
+    description: Linux (any POSIX host with Python 3.6 or later); Windows sources use the role's PowerShell probe.
+    support: full
     platforms: posix
 '''
 
