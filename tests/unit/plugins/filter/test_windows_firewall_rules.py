@@ -864,3 +864,57 @@ def test_role_refuses_forward_rules_on_windows_before_touching_the_host():
     with pytest.raises(Exception, match="host 'fw-int01': rule 'xmpp-gateway-internal-ipv4' is a forward rule"):
         render(tasks[0]['ansible.builtin.set_fact']['xmpp_firewall__windows_rules'],
                xmpp_firewall__rules=rules, inventory_hostname='fw-int01')
+
+
+# -- the verify probe from a Windows source (roles/xmpp_firewall/tasks/probe_windows.yml) ----
+
+PROBE_CHECKS = [
+    {'id': 'xmpp-gateway-internal fe01 edge01 198.51.100.140 23456', 'to': '198.51.100.140', 'port': 23456,
+     'transport': 'tcp', 'application': 'XMPP/MTLS', 'expected': 'open'},
+    {'id': 'xmpp-gateway-internal fe01 edge02 2001:db8:20::11 23456', 'to': '2001:db8:20::11', 'port': 23456,
+     'transport': 'tcp', 'application': 'XMPP/MTLS', 'expected': 'open'},
+    {'id': 'next-port udp', 'to': '198.51.100.140', 'port': 23457, 'transport': 'udp', 'application': None,
+     'expected': 'blocked'},
+]
+
+
+def test_the_windows_probe_is_one_win_powershell_call_with_the_interface_verify_uses():
+    with open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', 'probe_windows.yml')) as handle:
+        tasks = yaml.safe_load(handle)
+    calls = [task for task in tasks if WIN_POWERSHELL in task]
+    assert len(calls) == 1 and 'loop' not in calls[0]
+    # The old per-check win_wait_for loop (IPv4 only on PowerShell 5.1) is gone.
+    assert not [task for task in tasks if 'ansible.windows.win_wait_for' in task]
+    probe = calls[0]
+    assert probe['check_mode'] is False and probe['changed_when'] is False
+    assert "lookup('ansible.builtin.file', 'probe_flows.ps1')" in probe[WIN_POWERSHELL]['script']
+    variables = {'xmpp_firewall__probe_checks': PROBE_CHECKS, 'xmpp_firewall__probe_mode': 'protocol',
+                 'xmpp_firewall__probe_timeout': '4'}
+    parameters = dict((key, render(value, **variables)) for key, value in probe[WIN_POWERSHELL]['parameters'].items())
+    assert parameters == {'Checks': PROBE_CHECKS, 'Mode': 'protocol', 'Timeout': 4}
+    assert render('{{ %s }}' % probe['when'], **variables) is True
+    assert render('{{ %s }}' % probe['when'], **dict(variables, xmpp_firewall__probe_checks=[])) is False
+
+    record = tasks[1]['ansible.builtin.set_fact']['xmpp_firewall__probe_observed']
+    observed = {PROBE_CHECKS[0]['id']: {'observed': 'open', 'service': 'client-certificate-requested', 'detail': 'x'}}
+    assert render(record, xmpp_firewall__probe_run={'result': observed}, **variables) == observed
+    # No checks: no round trip, and an empty record rather than an undefined one.
+    assert render(record, xmpp_firewall__probe_run={'skipped': True},
+                  **dict(variables, xmpp_firewall__probe_checks=[])) == {}
+
+
+def test_the_probe_script_classifies_as_verify_expects():
+    with open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'files', 'probe_flows.ps1')) as handle:
+        script = handle.read()
+    # A socket of the address's own family (IPv6 too), asynchronous connects, one bounded wait.
+    assert '$address.AddressFamily' in script and 'BeginConnect' in script
+    assert script.count('Start-Sleep') == 1
+    for observed in ("'open'", "'refused'", "'timeout'", "'unreachable'", "'not-provable'"):
+        assert observed in script, observed
+    for error_code, observed in (('ConnectionRefused', 'refused'), ('HostUnreachable', 'unreachable'),
+                                 ('NetworkUnreachable', 'unreachable')):
+        assert "'%s' { '%s' }" % (error_code, observed) in script
+    for service in ('client-certificate-requested', 'no-client-certificate-request', 'xmpp-stream', 'no-xmpp-stream'):
+        assert "'%s'" % service in script
+    assert ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' \" +\n"
+            "                \"xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='$($check.to)'>") in script
