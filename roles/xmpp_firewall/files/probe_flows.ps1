@@ -14,6 +14,20 @@ $Ansible.Changed = $false
 $deadline = [DateTime]::UtcNow.AddSeconds($Timeout)
 function Get-RemainingMilliseconds { [Math]::Max(0, [int]($deadline - [DateTime]::UtcNow).TotalMilliseconds) }
 
+function Get-FailedConnection($errorRecord) {
+    # A .NET exception reaches PowerShell wrapped; the socket's own error code is on the innermost one.
+    $failure = $errorRecord.Exception.GetBaseException()
+    $code = if ($failure -is [System.Net.Sockets.SocketException]) { [string]$failure.SocketErrorCode } else { $failure.Message }
+    $kind = switch ($code) {
+        'ConnectionRefused' { 'refused' }
+        'HostUnreachable' { 'unreachable' }
+        'NetworkUnreachable' { 'unreachable' }
+        'TimedOut' { 'timeout' }
+        default { 'unreachable' }
+    }
+    @{ observed = $kind; service = $null; detail = $code }
+}
+
 $observed = @{}
 $pending = @()
 foreach ($check in $Checks) {
@@ -21,9 +35,15 @@ foreach ($check in $Checks) {
         $observed[$check.id] = @{ observed = 'not-provable'; service = $null; detail = 'a UDP port gives no answer to prove' }
         continue
     }
-    $address = [System.Net.IPAddress]::Parse([string]$check.to)
-    $socket = New-Object System.Net.Sockets.Socket($address.AddressFamily, 'Stream', 'Tcp')
-    $pending += @{ check = $check; socket = $socket; connect = $socket.BeginConnect($address, [int]$check.port, $null, $null) }
+    try {
+        $address = [System.Net.IPAddress]::Parse([string]$check.to)
+        $socket = New-Object System.Net.Sockets.Socket($address.AddressFamily, 'Stream', 'Tcp')
+        $pending += @{ check = $check; socket = $socket; connect = $socket.BeginConnect($address, [int]$check.port, $null, $null) }
+    }
+    catch {
+        # Refused at once, e.g. no route at all for this family on this host.
+        $observed[$check.id] = Get-FailedConnection $_
+    }
 }
 
 # One bounded wait for all connections together.
@@ -45,17 +65,7 @@ foreach ($attempt in $pending) {
         $open += $attempt
     }
     catch {
-        # A .NET exception reaches PowerShell wrapped; the socket's own error code is on the innermost one.
-        $failure = $_.Exception.GetBaseException()
-        $code = if ($failure -is [System.Net.Sockets.SocketException]) { [string]$failure.SocketErrorCode } else { $failure.Message }
-        $kind = switch ($code) {
-            'ConnectionRefused' { 'refused' }
-            'HostUnreachable' { 'unreachable' }
-            'NetworkUnreachable' { 'unreachable' }
-            'TimedOut' { 'timeout' }
-            default { 'unreachable' }
-        }
-        $observed[$id] = @{ observed = $kind; service = $null; detail = $code }
+        $observed[$id] = Get-FailedConnection $_
         $attempt.socket.Close()
     }
 }
@@ -84,7 +94,9 @@ foreach ($attempt in $open) {
             $accept = [System.Net.Security.RemoteCertificateValidationCallback] { return $true }
             $tls = New-Object System.Net.Security.SslStream($stream, $false, $accept, $select)
             $handshake = 'handshake completed'
-            try { $tls.AuthenticateAsClient([string]$check.to) }
+            # TLS 1.0 to 1.2, whatever this .NET defaults to: Lync servers of every age, and OpenSSL 3 servers.
+            $protocols = [System.Security.Authentication.SslProtocols]'Tls, Tls11, Tls12'
+            try { $tls.AuthenticateAsClient([string]$check.to, $null, $protocols, $false) }
             catch { $handshake = 'handshake ended: ' + $_.Exception.GetBaseException().Message }
             $result.service = if ($asked.value) { 'client-certificate-requested' } else { 'no-client-certificate-request' }
             $result.detail = $handshake
