@@ -67,8 +67,7 @@ def _tasks(entries):
         yield entry
         for key in NESTING + ('tasks', 'pre_tasks', 'post_tasks', 'handlers'):
             if isinstance(entry.get(key), list):
-                for task in _tasks(entry[key]):
-                    yield task
+                yield from _tasks(entry[key])
 
 
 def _yaml_files(root=COLLECTION):
