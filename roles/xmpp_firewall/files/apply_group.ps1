@@ -46,3 +46,6 @@ foreach ($rule in @($policy.Rules)) {
     }
 }
 $Ansible.Result = @{ removed = $removed; reset = $reset }
+# What --diff shows, in win_firewall_rule's own style.
+$lines = @($removed | ForEach-Object { "-[$_]" }) + @($reset | ForEach-Object { "[$_]`n+InterfaceTypes='All'`n+EdgeTraversalOptions='0'`n+SecureFlags='0'" })
+if ($lines.Count -gt 0) { $Ansible.Diff = @{ prepared = ($lines -join "`n") + "`n" } }
