@@ -38,7 +38,9 @@ description:
     over an allow rule, so the overlap would block what the allow rule is meant to let through.
   - With O(listing), the result of the role's read-only listing step on the host (C(files/list_group.ps1)), also
     judges the host. A rule outside O(group) that has the name of a rule of ours is refused, naming it, because
-    M(community.windows.win_firewall_rule) finds rules by name alone and would change or remove it. When the host
+    M(community.windows.win_firewall_rule) finds rules by name alone and would change or remove it. So is a rule of
+    O(group) that would be removed but whose description lacks the collection's mark (the group name is in use by
+    something else). When the host
     has rules, Group Policy overriding the local rules (C(LocalPolicyModifyState) 1) is refused unless
     O(accept_group_policy); so is a profile in use that is one of O(profiles) and blocks all inbound connections while
     the host has inbound allow rules, and a host none of whose profiles in use is in O(profiles). It then returns the
@@ -77,7 +79,7 @@ options:
   listing:
     description:
       - What the role's read-only listing step (C(roles/xmpp_firewall/files/list_group.ps1)) returned for the host, a
-        dict with C(ours) (the rule objects in O(group), each with C(name), C(interface_types), C(edge_traversal),
+        dict with C(ours) (the rule objects in O(group), each with C(name), C(description), C(interface_types), C(edge_traversal),
         C(secure_flags) and C(settings), the INetFwRule3 settings that M(community.windows.win_firewall_rule) cannot
         set), C(namesakes) (rules outside O(group) sharing a name
         with one of ours, each with C(name) and C(group)) and C(policy) (C(modify_state), C(current_profiles) as the
@@ -349,6 +351,22 @@ def check_namesakes(namesakes, group, where):
                     "another group" % (where, group, named))
 
 
+def check_unmarked(ours, stale, group, where):
+    """A rule object in our group that we would remove, but whose description lacks our mark, is refused.
+
+    The group is our mark, and the description a second one: a group name that is already in use (a built-in group,
+    another tool's) would otherwise have its rules removed as stale.
+    """
+    stale_keys = set(name.casefold() for name in stale)
+    unmarked = sorted(set(item['name'] for item in ours
+                          if item['name'].casefold() in stale_keys and MANAGED_BY not in to_text(item.get('description') or '')))
+    if unmarked:
+        raise RuleError("%s: variable 'xmpp_firewall_windows_group': %r holds rules that are not ours (their description "
+                        "lacks '%s'): %s. Nothing was changed; the group must hold nothing but the collection's rules, "
+                        "so move those rules out of it or choose another group"
+                        % (where, group, MANAGED_BY, ', '.join("'%s'" % name for name in unmarked)))
+
+
 def check_policy(policy, canonical, profiles, where, accept_group_policy):
     """Refuse when the rules could not take effect: Group Policy, a profile that blocks all inbound, no profile."""
     try:
@@ -394,9 +412,10 @@ def judge_listing(listing, wanted_names, canonical, group, profiles, where, acce
             raise RuleError("%s: the listing of the host's firewall holds %r, not a rule with a name; nothing was "
                             "changed" % (where, item))
     check_namesakes(namesakes, group, where)
+    stale = stale_rule_names([item['name'] for item in ours], wanted_names)
+    check_unmarked(ours, stale, group, where)
     if canonical:
         check_policy(policy, canonical, profiles, where, accept_group_policy)
-    stale = stale_rule_names([item['name'] for item in ours], wanted_names)
     objects = {}
     for item in ours:
         objects.setdefault(item['name'].casefold(), []).append(item)

@@ -33,6 +33,7 @@ foreach ($rule in $allRules) {
     # Properties win_firewall_rule does not document; $null where this Windows lacks them.
     $ours += @{
         name = [string]$rule.Name
+        description = [string]$rule.Description
         interface_types = [string]$rule.InterfaceTypes
         edge_traversal = $rule.EdgeTraversalOptions
         secure_flags = $rule.SecureFlags

@@ -399,7 +399,8 @@ def listing_of(ours, current='public', modify_state=0, blocked=(), namesakes=(),
     """A listing as files/list_group.ps1 returns it ($Ansible.Result)."""
     objects = []
     for name in ours:
-        item = {'name': name, 'interface_types': 'All', 'edge_traversal': 0, 'secure_flags': 0,
+        item = {'name': name, 'description': 'XMPP federation row 1 (rule x, managed by lync.xmpp_federation)',
+                'interface_types': 'All', 'edge_traversal': 0, 'secure_flags': 0,
                 'settings': dict((settings or {}).get(name, {}))}
         item.update((properties or {}).get(name, {}))
         objects.append(item)
@@ -453,6 +454,24 @@ def test_a_rule_outside_our_group_with_a_name_of_ours_is_refused_naming_it(rules
                               "'Lync XMPP Federation - xmpp-s2s-inbound-ipv4' (group 'Admin rules'), "
                               "'lync xmpp federation - xmpp-s2s-inbound-ipv4' (group '')")
     assert 'nothing was changed' in message
+
+
+def test_a_group_holding_rules_that_are_not_ours_is_refused_before_anything_is_removed():
+    # The admin chose a group name already in use: its rules lack our mark and are never removed as stale.
+    listing = listing_of(['Remote Desktop - User Mode (TCP-In)', 'Remote Desktop - Shadow (TCP-In)'],
+                         properties={'Remote Desktop - User Mode (TCP-In)': {'description': 'Inbound rule for RDP'},
+                                     'Remote Desktop - Shadow (TCP-In)': {'description': ''}})
+    for rules in (host_rules(MATRIX, 'edge01', HOSTVARS, GROUPS), []):
+        with pytest.raises(RuleError) as error:
+            windows_firewall_plan(rules, group='Remote Desktop', host='edge01', listing=listing)
+        assert str(error.value).startswith(
+            "host 'edge01': variable 'xmpp_firewall_windows_group': 'Remote Desktop' holds rules that are not ours "
+            "(their description lacks 'managed by lync.xmpp_federation'): 'Remote Desktop - Shadow (TCP-In)', "
+            "'Remote Desktop - User Mode (TCP-In)'. Nothing was changed")
+    # A wanted rule of ours whose description was edited by hand is not refused: the module puts it back.
+    names = edge_names()
+    edited = listing_of(names, properties={names[0]: {'description': 'edited'}})
+    assert plan('edge01', listing=edited)['stale'] == []
 
 
 def test_objects_the_module_cannot_put_back_are_replaced():
