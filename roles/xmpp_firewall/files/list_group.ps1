@@ -50,10 +50,10 @@ foreach ($rule in $allRules) {
 
 # NET_FW_PROFILE_TYPE2: 1 domain, 2 private, 4 public.
 $profiles = @{}
-foreach ($profile in @(@('domain', 1), @('private', 2), @('public', 4))) {
-    $profiles[$profile[0]] = @{
-        enabled = [bool]$policy.FirewallEnabled($profile[1])
-        block_all_inbound = [bool]$policy.BlockAllInboundTraffic($profile[1])
+foreach ($profileType in @(@('domain', 1), @('private', 2), @('public', 4))) {
+    $profiles[$profileType[0]] = @{
+        enabled = [bool]$policy.FirewallEnabled($profileType[1])
+        block_all_inbound = [bool]$policy.BlockAllInboundTraffic($profileType[1])
     }
 }
 

@@ -86,7 +86,7 @@ foreach ($attempt in $open) {
             # The server asks for a client certificate when it calls back with its own certificate in hand.
             $asked = @{ value = $false }
             $select = [System.Net.Security.LocalCertificateSelectionCallback] ({
-                    param($sender, $targetHost, $localCertificates, $remoteCertificate, $acceptableIssuers)
+                    param($tlsSource, $targetHost, $localCertificates, $remoteCertificate, $acceptableIssuers)
                     if ($null -ne $remoteCertificate -or @($acceptableIssuers).Count -gt 0) { $asked.value = $true }
                     return $null
                 }.GetNewClosure())
