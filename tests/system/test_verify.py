@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -362,3 +363,31 @@ def test_an_unreachable_source_fails_its_checks(estate):
                           '-e', 'xmpp_firewall_verify_timeout=2', '-e', 'ansible_python_interpreter=/nonexistent/python3',
                           expect_rc=2)
     assert 'not-run' in out and 'the probe on' in out
+
+
+def test_a_windows_source_that_fails_reports_its_checks_as_not_run(estate):
+    # A Windows Front End beside the Linux one (its probe is PowerShell, which cannot run here): verify goes on
+    # with every other source and fails, naming the Windows host's checks as not run.
+    inventory = os.path.join(estate.workdir, 'with-windows.yml')
+    with open(estate.inventory) as handle:
+        text = handle.read()
+    indent = re.search(r'\n( +)fe1:', text).group(1)
+    text = text.replace('\n%sfe1:' % indent, '\n%swin1: {xmpp_firewall_platform: windows, lync_internal_ip: 198.51.100.201}'
+                        '\n%sfe1:' % (indent, indent))
+    assert 'win1' in text
+    with open(inventory, 'w') as handle:
+        handle.write(text)
+    report = os.path.join(estate.workdir, 'with-windows.json')
+    proc = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', inventory, 'lync.xmpp_federation.verify',
+                           '-e', 'xmpp_firewall_verify_vantage=vantage1', '-e', 'xmpp_firewall_verify_timeout=2',
+                           '-e', '{"xmpp_firewall_verify_partner": ["%s", "%s"]}' % (PARTNER4, PARTNER6),
+                           '-e', 'xmpp_firewall_verify_report=' + report],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          env=ansible_env(), cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stdout
+    with open(report) as handle:
+        checks = json.load(handle)['checks']
+    failed = [(check['from'], check['observed']) for check in checks if check['ok'] is False]
+    assert failed and set(failed) == set([('win1', 'not-run')]), proc.stdout
+    assert all(check['detail'].startswith('the probe on win1 failed') for check in checks if check['from'] == 'win1')
+    assert [check['observed'] for check in checks if check['from'] == 'fe1' and check['kind'] == 'row'] == ['open']
