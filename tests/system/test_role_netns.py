@@ -20,6 +20,7 @@ __metaclass__ = type
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -424,6 +425,7 @@ def perimeter(request):
             with open(os.path.join(workdir, host, 'nftables.conf'), 'w') as handle:
                 handle.write('#!/usr/sbin/nft -f\n\nflush ruleset\n\n' + admin_ruleset)
         topology.inventory = inventory
+        topology.backend, topology.router_nft = request.param, router_nft
         yield topology
     finally:
         if topology is not None:
@@ -431,9 +433,31 @@ def perimeter(request):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def delete_forward_accept(perimeter, row, address):
+    """Delete, by hand, our forward accept of this row that names this address, on the perimeter firewall."""
+    router = perimeter.router
+    if perimeter.backend == 'nftables':
+        family = table = chain = None
+        for line in router.run('nft', '-a', 'list', 'ruleset').splitlines():
+            words = line.split()
+            if words[:1] == ['table']:
+                family, table = words[1:3]
+            elif words[:1] == ['chain']:
+                chain = words[1]
+            elif 'lync-xmpp:%s' % row in line and address in line and ' accept ' in line + ' ':
+                router.run('nft', 'delete', 'rule', family, table, chain, 'handle', line.rsplit('# handle', 1)[1].strip())
+                return
+    else:
+        for line in router.run('iptables', '-S').splitlines():
+            if row in line and address in line and line.endswith('-j ACCEPT'):
+                router.run('iptables', *(['-D'] + shlex.split(line)[1:]))
+                return
+    raise AssertionError('no forward accept of %s for %s on the firewall' % (row, address))
+
+
 def test_site_verify_remove_through_a_perimeter_firewall_with_nat(perimeter):
     # A dual-stack Edge behind IPv4 NAT: IPv4 reaches it through its public address, IPv6 is routed to it.
-    client, server = perimeter.client, perimeter.server
+    client, server, router = perimeter.client, perimeter.server, perimeter.router
     server.listen(SERVER4, [5269, NOT_IN_MATRIX_PORT], seconds=250)
     server.listen(SERVER6, [5269, NOT_IN_MATRIX_PORT], seconds=250)
     client.listen(CLIENT4, [5269], seconds=250)
@@ -466,6 +490,31 @@ def test_site_verify_remove_through_a_perimeter_firewall_with_nat(perimeter):
     }, run.out
     assert not client.connects(SERVER4, NOT_IN_MATRIX_PORT)
     assert not client.connects(SERVER6, NOT_IN_MATRIX_PORT)
+
+    # A row broken by hand on the perimeter (row 2's IPv4 accept gone) fails verify, naming it, under any limit.
+    for limit in ([], ['--limit', 'fw1'], ['--limit', 'probe1']):
+        delete_forward_accept(perimeter, 'xmpp-s2s-outbound', SERVER4)
+        rows, checks, run = verify_run(perimeter, *(verify_args + limit), expect_rc=2)
+        assert [(check['row'], check['kind'], check['from'], check['to'], check['observed'])
+                for check in checks if check['ok'] is False] == [
+            ('xmpp-s2s-outbound', 'row', 'edge1', CLIENT4, 'timeout')], run.out
+        playbook('lync.xmpp_federation.site', perimeter.inventory, '--limit', 'fw1')
+    # A flow that must stay blocked, opened by hand on the perimeter: the port next to 5269, over IPv6.
+    if perimeter.backend == 'nftables':
+        router.run('nft', 'insert', 'rule', 'inet', 'filter', 'forward', 'tcp', 'dport', str(NOT_IN_MATRIX_PORT), 'accept')
+    else:
+        router.run('ip6tables', '-I', 'FORWARD', '-p', 'tcp', '--dport', str(NOT_IN_MATRIX_PORT), '-j', 'ACCEPT')
+    rows, checks, run = verify_run(perimeter, *(verify_args + ['--limit', 'edge1']), expect_rc=2)
+    assert [(check['row'], check['kind'], check['to'], check['port'], check['observed'])
+            for check in checks if check['ok'] is False] == [
+        ('xmpp-s2s-inbound', 'next-port', SERVER6, NOT_IN_MATRIX_PORT, 'open')], run.out
+    if perimeter.backend == 'nftables':
+        router.run('nft', 'flush', 'ruleset')
+        router.run('nft', '-f', '-', input=perimeter.router_nft)
+    else:
+        router.run('ip6tables', '-D', 'FORWARD', '-p', 'tcp', '--dport', str(NOT_IN_MATRIX_PORT), '-j', 'ACCEPT')
+    playbook('lync.xmpp_federation.site', perimeter.inventory, '--limit', 'fw1')
+    verify_run(perimeter, *verify_args)
 
     run = playbook('lync.xmpp_federation.remove', perimeter.inventory)
     assert run.recap('fw1')['changed'] == 1 and run.recap('edge1')['changed'] == 1
