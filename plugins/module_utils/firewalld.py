@@ -42,6 +42,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import re
 
@@ -74,7 +75,11 @@ POLICIES = {
 }
 SECTION_OF_POLICY = dict((policy[0], section) for section, policy in POLICIES.items())
 OUR_POLICY = re.compile(r'^lync-xmpp-')
-POLICY_PRIORITY = -100
+# Positive: firewalld consults such a policy inside each zone's chain, after the zone's own rules (its deny and allow
+# rich rules, where fail2ban's firewallcmd-rich-rules action puts its bans) and before the zone's default reject. A
+# source banned in the zone stays blocked on our ports; 1 puts ours before the admin's own positive policies (such
+# as an egress REJECT policy), which it would otherwise never reach.
+POLICY_PRIORITY = 1
 POLICY_TARGET = 'CONTINUE'
 # Rich rule priorities, in the order of our rules: -32768..-1 run before firewalld's own deny/allow
 # chains of the policy, 1..32767 after them; 0 would let firewalld reorder.
@@ -84,6 +89,7 @@ DEFAULT_POLICY_DIR = '/etc/firewalld/policies'
 # Our mark in a policy file of ours: its description ends with it. firewall-cmd's listing does not show
 # descriptions, so a policy is ours only when firewalld's file for it, in our directory, carries the mark.
 POLICY_DESCRIPTION = 'XMPP federation rules (%s), managed by lync.xmpp_federation [' + OUR_MARK + ']'
+DESCRIPTION_MARK = '[' + OUR_MARK + ']'
 MARKED_DESCRIPTION = re.compile(r'<description>[^<]*\[' + re.escape(OUR_MARK) + r'\]</description>')
 # Policy fields firewall-cmd lists; ours hold nothing but rich rules.
 EMPTY_FIELDS = ('services', 'ports', 'protocols', 'forward-ports', 'source-ports', 'icmp-blocks')
@@ -110,6 +116,17 @@ class RichRule(KeyedValue):
         # Not the comment: firewalld does not keep it with the rule, only our file does.
         return (self.priority, self.family, self.source, self.destination, self.ports, self.protocol, self.action)
 
+    def text(self):
+        """The rule in firewalld's rich language, as its binding takes and lists it."""
+        words = ['rule', 'priority="%d"' % self.priority]
+        if self.family:
+            words.append('family="ipv%d"' % self.family)
+        for element, network in (('source', self.source), ('destination', self.destination)):
+            if network:
+                words.append('%s address="%s"' % (element, network))
+        words += ['port port="%s" protocol="%s"' % (port_span_text(self.ports, '-'), self.protocol), self.action]
+        return ' '.join(words)
+
     def xml(self):
         """The rule as firewalld's policy file holds it, after an XML comment naming our rule."""
         family = ' family="ipv%d"' % self.family if self.family else ''
@@ -125,19 +142,20 @@ class RichRule(KeyedValue):
         return lines
 
 
-def rich_rules(rules):
-    """The rich rules of one policy, for its rules in the order of their names."""
+def rich_rules(rules, start=0):
+    """The rich rules of one policy, for its rules in the order of their names (``start``: rich rules before them)."""
     out = []
+    start_index = start
     for rule in rules:
         family = rule_family(rule)
         for source in rule['source'] or [None]:
             for destination in rule['destination'] or [None]:
                 for span in port_spans(rule['ports']):
-                    out.append(RichRule(rich_priority(len(out)), family, source, destination, span,
+                    out.append(RichRule(rich_priority(start_index + len(out)), family, source, destination, span,
                                         rule['protocol'], rule['action'], kernel_comment(rule)))
-    if len(out) > MAX_RICH_RULES:
+    if start_index + len(out) > MAX_RICH_RULES:
         raise BackendError('firewalld: %d rich rules in one policy; firewalld orders at most %d'
-                           % (len(out), MAX_RICH_RULES))
+                           % (start_index + len(out), MAX_RICH_RULES))
     return out
 
 
@@ -221,12 +239,191 @@ def names_in_policy_file(text):
     return dict((priority, name) for priority, name in named if name[0])
 
 
+# -- firewalld's own Python binding (python3-firewall, over D-Bus) -----------------------------------------------
+
+# Policy fields firewalld can change at runtime (firewall.client strips the others from a runtime update).
+RUNTIME_FIXED_FIELDS = ('version', 'short', 'description', 'target')
+# Our policy's description: the mark, then which rich rule priorities hold which of our rules, since a rich rule
+# carries no comment and firewalld writes the file itself (an XML comment of ours would not survive).
+NAMES_LABEL = '; rule priorities: '
+
+
+def description_with_names(section, riches_by_name):
+    """Our policy's description: the marked text, then [[first priority, last priority, kernel comment], ...]."""
+    listed = json.dumps(riches_by_name, ensure_ascii=False, separators=(',', ':'))
+    return (POLICY_DESCRIPTION % section) + NAMES_LABEL + listed
+
+
+def names_in_description(text):
+    """{rich rule priority: (our rule's name, its comment)} from a description of ours; {} when it names none."""
+    _marked, found, listed = (text or '').partition(NAMES_LABEL)
+    if not found:
+        return {}
+    try:
+        ranges = json.loads(listed)
+        named = {}
+        for first, last, comment in ranges:
+            name = split_kernel_comment(comment)
+            if name[0]:
+                named.update((priority, name) for priority in range(int(first), int(last) + 1))
+        return named
+    except (ValueError, TypeError):
+        return {}
+
+
+def policy_settings(section, rules):
+    """The settings of one policy of ours, in firewall.client's dict form, for ``rules`` (canonical, in name order)."""
+    policy, ingress, egress = POLICIES[section]
+    riches, ranges = [], []
+    for rule in rules:
+        first = len(riches)
+        riches += rich_rules([rule], first)
+        if len(riches) > first:
+            ranges.append([riches[first].priority, riches[-1].priority, kernel_comment(rule)])
+    if len(riches) > MAX_RICH_RULES:
+        raise BackendError('firewalld: %d rich rules in one policy; firewalld orders at most %d'
+                           % (len(riches), MAX_RICH_RULES))
+    return {'short': policy, 'description': description_with_names(section, ranges), 'target': POLICY_TARGET,
+            'priority': POLICY_PRIORITY, 'ingress_zones': [ingress], 'egress_zones': [egress],
+            'rich_rules': [rich.text() for rich in riches], 'masquerade': False, 'forward_ports': [],
+            'services': [], 'ports': [], 'protocols': [], 'source_ports': [], 'icmp_blocks': [], 'version': ''}
+
+
+def comparable_settings(settings, runtime):
+    """Policy settings as compared: rich rules parsed (firewalld may write them back in another spelling), lists as
+    sets; at runtime without what only a reload changes (the description, which names our rules, among them)."""
+    out = {}
+    for field, value in settings.items():
+        if field == 'version' or (runtime and field in RUNTIME_FIXED_FIELDS):
+            continue
+        if field == 'rich_rules':
+            value = frozenset(parse_rich_rule(text) or text for text in value)
+        elif isinstance(value, (list, tuple)):
+            value = frozenset(tuple(item) if isinstance(item, list) else item for item in value)
+        out[field] = value
+    return out
+
+
+def needs_reload(runtime, wanted):
+    """A policy firewalld does not run yet, or one whose target differs, changes only with a reload."""
+    return runtime is None or wanted is None or runtime.get('target') != wanted.get('target')
+
+
+def frozen(item):
+    """A direct chain, rule or passthrough as the binding lists it (its arguments a list) -> nested tuples."""
+    return tuple(frozen(part) if isinstance(part, (list, tuple)) else part for part in item)
+
+
+def thawed(item):
+    """frozen()'s inverse: the arguments as the binding takes them (the iptables arguments a list)."""
+    return [list(part) if isinstance(part, tuple) else part for part in item]
+
+
+class FirewalldApi(object):
+    """firewalld's own Python binding (``firewall.client``), reduced to plain values: runtime and permanent policies,
+    the reload, and a snapshot of every runtime-only entry a reload would discard, to put it back."""
+
+    def __init__(self, client):
+        self.fw = client
+        self.config = client.config()
+
+    @classmethod
+    def connect(cls):
+        """-> FirewalldApi; ImportError when the binding is missing; BackendError when firewalld does not answer."""
+        from firewall.client import FirewallClient  # noqa: F401 pylint: disable=import-error
+        try:
+            client = FirewallClient()
+            connected = client.connected
+        except Exception as error:  # the binding raises dbus and firewall errors alike
+            raise BackendError('firewalld: cannot reach firewalld over D-Bus: %s; nothing was changed' % error)
+        if not connected:
+            raise BackendError('firewalld: firewalld does not answer on D-Bus (is it running?); nothing was changed')
+        return cls(client)
+
+    # runtime
+    def runtime_policy_names(self):
+        return list(self.fw.getPolicies())
+
+    def runtime_policy(self, name):
+        return dict(self.fw.getPolicySettings(name).getSettingsDict())
+
+    def set_runtime_policy(self, name, settings):
+        from firewall.client import FirewallClientPolicySettings  # pylint: disable=import-error
+        self.fw.setPolicySettings(name, FirewallClientPolicySettings(settings))
+
+    def reload(self):
+        self.fw.reload()
+
+    # permanent
+    def permanent_policy_names(self):
+        return list(self.config.getPolicyNames())
+
+    def permanent_policy(self, name):
+        return dict(self.config.getPolicyByName(name).getSettings().getSettingsDict())
+
+    def add_permanent_policy(self, name, settings):
+        from firewall.client import FirewallClientPolicySettings  # pylint: disable=import-error
+        # The settings object gives D-Bus the types of empty lists, which a plain dict cannot.
+        self.config.addPolicy(name, FirewallClientPolicySettings(settings))
+
+    def set_permanent_policy(self, name, settings):
+        from firewall.client import FirewallClientPolicySettings  # pylint: disable=import-error
+        self.config.getPolicyByName(name).update(FirewallClientPolicySettings(settings))
+
+    def remove_permanent_policy(self, name):
+        self.config.getPolicyByName(name).remove()
+
+    # what a reload discards
+    def runtime_snapshot(self, skip_policies):
+        """Every runtime object a reload rebuilds from the permanent configuration, as it is now."""
+        return {
+            'zones': dict((zone, dict(self.fw.getZoneSettings(zone).getSettingsDict())) for zone in self.fw.getZones()),
+            'policies': dict((name, self.runtime_policy(name)) for name in self.fw.getPolicies()
+                             if name not in skip_policies),
+            'ipsets': dict((name, sorted(self.fw.getEntries(name))) for name in self.fw.getIPSets()),
+            'direct chains': sorted(frozen(item) for item in self.fw.getAllChains()),
+            'direct rules': sorted(frozen(item) for item in self.fw.getAllRules()),
+            'direct passthroughs': sorted(frozen(item) for item in self.fw.getAllPassthroughs()),
+        }
+
+    def restore_runtime(self, before, after):
+        """Put back what ``before`` (a snapshot) held and ``after`` (one taken since) lacks; -> what was put back."""
+        from firewall.client import FirewallClientZoneSettings  # pylint: disable=import-error
+        restored = []
+        for zone, settings in sorted(before['zones'].items()):
+            if after['zones'].get(zone) != settings and zone in after['zones']:
+                self.fw.setZoneSettings(zone, FirewallClientZoneSettings(settings))
+                restored.append('zone %s' % zone)
+        for name, settings in sorted(before['policies'].items()):
+            if after['policies'].get(name) != settings and name in after['policies']:
+                self.set_runtime_policy(name, settings)
+                restored.append('policy %s' % name)
+        for name, entries in sorted(before['ipsets'].items()):
+            if after['ipsets'].get(name) != entries and name in after['ipsets']:
+                self.fw.setEntries(name, entries)
+                restored.append('ipset %s' % name)
+        for kind, add, remove in (('direct chains', self.fw.addChain, self.fw.removeChain),
+                                  ('direct rules', self.fw.addRule, self.fw.removeRule),
+                                  ('direct passthroughs', self.fw.addPassthrough, self.fw.removePassthrough)):
+            wanted, now = set(before[kind]), set(after[kind])
+            # Rules before chains go away; chains before rules come back.
+            for item in sorted(now - wanted):
+                remove(*thawed(item))
+            for item in sorted(wanted - now):
+                add(*thawed(item))
+            if wanted != now:
+                restored.append(kind[:-1] + 's')
+        return restored
+
+
 class FirewalldBackend(Backend):
-    """firewalld through ``firewall-cmd`` and policy files of ours in its permanent configuration."""
+    """firewalld through its own Python binding (runtime and permanent at once, no reload once our policies exist),
+    or, where the binding is missing, through ``firewall-cmd`` and policy files of ours with one reload."""
 
     name = 'firewalld'
-    # Our rule's name and comment live in an XML comment of our file: no kernel limit, but the same as iptables',
-    # so that a list valid here is valid on the kernel backends too.
+    # Our rule's name and comment live in our policy's description (binding) or an XML comment of our file
+    # (firewall-cmd): no kernel limit, but the same as iptables', so that a list valid here is valid on the kernel
+    # backends too.
     comment_limit = IPTABLES_COMMENT_MAX_BYTES
     policy_dir = DEFAULT_POLICY_DIR
 
@@ -234,6 +431,13 @@ class FirewalldBackend(Backend):
         super(FirewalldBackend, self).__init__(run_command, get_bin_path, options, lock=lock)
         self.firewall_cmd = None
         self.runtime, self.files, self.foreign = {}, {}, {}
+        self.permanent = {}
+        self.api = None
+        self.interface = None
+        self.reloaded, self.restored = False, []
+
+    # The binding, or None where it is missing (then firewall-cmd). A test hands in a double of FirewalldApi.
+    connect_api = staticmethod(FirewalldApi.connect)
 
     def _cmd(self, *args):
         if self.firewall_cmd is None:
@@ -250,7 +454,7 @@ class FirewalldBackend(Backend):
     def check(self, rules, state):
         """Refuse, before anything is read or written, what this backend cannot do as asked."""
         if state == 'present' and not self.options.get('persist', True):
-            raise BackendError('firewalld: persist=false cannot be honoured: firewalld keeps policies only in its '
+            raise BackendError('firewalld: persist=false cannot be honoured: firewalld creates policies only in its '
                                'permanent configuration, so its rules always survive a reload or a reboot')
         refuse_translations(rules, 'firewalld', "firewalld's rich rules cannot translate a source to a chosen address, "
                                                 "and a destination translation to another host in a policy needs a "
@@ -258,6 +462,74 @@ class FirewalldBackend(Backend):
 
     # -- reading (once) ---------------------------------------------------------------
     def read(self):
+        try:
+            self.api = self.connect_api()
+        except ImportError:
+            self.api = None
+        if self.api is None:
+            self.interface = 'firewall-cmd'
+            self.notices.append('firewalld: python3-firewall (firewalld\'s Python binding) cannot be imported by this '
+                                'Python interpreter, so this run uses firewall-cmd and policy files with one reload, '
+                                'and refuses while firewalld holds runtime-only entries (fail2ban\'s bans among them); '
+                                'install python3-firewall, or use the system Python as ansible_python_interpreter')
+            return self._read_cli()
+        self.interface = 'dbus'
+        return self._read_api()
+
+    def _call(self, what, function, *args):
+        try:
+            return function(*args)
+        except BackendError:
+            raise
+        except Exception as error:  # dbus.exceptions.DBusException, firewall.errors.FirewallError
+            raise BackendError('firewalld: %s failed: %s' % (what, ' '.join(str(error).split())))
+
+    def _read_api(self):
+        api = self.api
+        runtime_names = set(name for name in self._call('listing runtime policies', api.runtime_policy_names)
+                            if OUR_POLICY.match(name))
+        permanent_names = set(name for name in self._call('listing permanent policies', api.permanent_policy_names)
+                              if OUR_POLICY.match(name))
+        self.foreign, self.runtime, self.permanent = {}, {}, {}
+        for policy in sorted(runtime_names | permanent_names):
+            permanent = (self._call('reading permanent policy %s' % policy, api.permanent_policy, policy)
+                         if policy in permanent_names else None)
+            runtime = (self._call('reading runtime policy %s' % policy, api.runtime_policy, policy)
+                       if policy in runtime_names else None)
+            # Ours: the permanent policy carries our mark in its description; a policy firewalld runs whose permanent
+            # one is gone (removed, not reloaded since) is ours when its runtime description carries the mark.
+            marked_by = permanent if permanent is not None else runtime
+            if DESCRIPTION_MARK in (marked_by.get('description') or ''):
+                self.permanent[policy], self.runtime[policy] = permanent, runtime
+            else:
+                self.foreign[policy] = ('firewalld policy %s is named like ours but is not ours (its description '
+                                        'lacks %s)' % (policy, DESCRIPTION_MARK))
+        self.pieces, self.parse_problems = [], []
+        for policy, fields in sorted(self.runtime.items()):
+            if fields is None:
+                continue
+            source = self.permanent.get(policy) or fields
+            self._collect_pieces(policy, fields['rich_rules'], names_in_description(source.get('description')))
+        self.live_rules, self.grouping_problems = None, []
+
+    def _collect_pieces(self, policy, texts, names):
+        section = SECTION_OF_POLICY.get(policy)
+        for text in texts:
+            rich = parse_rich_rule(text)
+            if rich is None or section is None:
+                self.parse_problems.append('firewalld: policy %s holds a rich rule not in a form we write: %s'
+                                           % (policy, text))
+                continue
+            # Our description (or file) names the rule at each priority; a rule added by hand gets none.
+            name, comment = names.get(rich.priority, ('unnamed-%s-%d' % (section, rich.priority), ''))
+            self.pieces.append({
+                'name': name, 'comment': comment, 'direction': section, 'protocol': rich.protocol,
+                'action': rich.action, 'nat': None, 'nat_to': None,
+                'families': (rich.family,) if rich.family else (4, 6),
+                'source': [rich.source] if rich.source else [],
+                'destination': [rich.destination] if rich.destination else [], 'ports': [rich.ports]})
+
+    def _read_cli(self):
         rc, out, err = self._cmd('--list-all-policies')
         if rc != 0:
             raise BackendError('firewalld: firewall-cmd --list-all-policies failed (%d): %s; firewalld must be '
@@ -284,25 +556,9 @@ class FirewalldBackend(Backend):
                      'it is not defined by a file of ours in %s' % self.policy_dir)
             self.foreign[policy] = 'firewalld policy %s is named like ours but is not ours (%s)' % (policy, where)
         self.runtime = dict((policy, fields) for policy, fields in runtime.items() if policy in self.files)
-        names = dict(((policy, priority), name) for policy, text in self.files.items()
-                     for priority, name in names_in_policy_file(text).items())
         self.pieces, self.parse_problems = [], []
         for policy, fields in sorted(self.runtime.items()):
-            section = SECTION_OF_POLICY.get(policy)
-            for text in fields['rich rules']:
-                rich = parse_rich_rule(text)
-                if rich is None or section is None:
-                    self.parse_problems.append('firewalld: policy %s holds a rich rule not in a form we write: %s'
-                                               % (policy, text))
-                    continue
-                # Our file names the rule at each priority; a rule edited by hand keeps its name, one added gets none.
-                name, comment = names.get((policy, rich.priority), ('unnamed-%s-%d' % (section, rich.priority), ''))
-                self.pieces.append({
-                    'name': name, 'comment': comment, 'direction': section, 'protocol': rich.protocol,
-                    'action': rich.action, 'nat': None, 'nat_to': None,
-                    'families': (rich.family,) if rich.family else (4, 6),
-                    'source': [rich.source] if rich.source else [],
-                    'destination': [rich.destination] if rich.destination else [], 'ports': [rich.ports]})
+            self._collect_pieces(policy, fields['rich rules'], names_in_policy_file(self.files[policy]))
         self.live_rules, self.grouping_problems = None, []
 
     def foreign_objects(self, rules):
@@ -316,16 +572,48 @@ class FirewalldBackend(Backend):
         return in_the_way
 
     @staticmethod
-    def desired_rich_rules(rules):
-        """{policy: its rich rules} for the sections ``rules`` use (canonical rules: in the order of their names)."""
+    def rules_by_section(rules):
         by_section = {}
         for rule in rules:
             by_section.setdefault(rule['direction'], []).append(rule)
-        return dict((POLICIES[section][0], rich_rules(by_section[section])) for section in by_section)
+        return by_section
+
+    def desired_rich_rules(self, rules):
+        """{policy: its rich rules} for the sections ``rules`` use (canonical rules: in the order of their names)."""
+        return dict((POLICIES[section][0], rich_rules(section_rules))
+                    for section, section_rules in self.rules_by_section(rules).items())
+
+    def desired_settings(self, rules):
+        """{policy: its settings} (the binding's dict form) for the sections ``rules`` use."""
+        return dict((POLICIES[section][0], policy_settings(section, section_rules))
+                    for section, section_rules in self.rules_by_section(rules).items())
 
     def in_place(self, rules):
+        if self.parse_problems:
+            return False
+        if self.api is None:
+            return self._in_place_cli(rules)
+        wanted = self.desired_settings(rules)
+        # A policy of ours firewalld still runs but that is gone from the permanent configuration holds no rule
+        # once we emptied it: it is not in the way of "nothing of ours".
+        running = set(policy for policy, fields in self.runtime.items()
+                      if fields is not None and (self.permanent.get(policy) is not None or fields['rich_rules']))
+        if set(wanted) != set(policy for policy, fields in self.permanent.items() if fields is not None):
+            return False
+        if set(wanted) != running:
+            return False
+        for policy, settings in wanted.items():
+            if comparable_settings(self.permanent[policy], False) != comparable_settings(settings, False):
+                return False
+            if comparable_settings(self.runtime[policy], True) != comparable_settings(settings, True):
+                return False
+            if self.runtime[policy].get('target') != settings['target']:
+                return False
+        return True
+
+    def _in_place_cli(self, rules):
         wanted = self.desired_rich_rules(rules)
-        if set(wanted) != set(self.runtime) or set(wanted) != set(self.files) or self.parse_problems:
+        if set(wanted) != set(self.runtime) or set(wanted) != set(self.files):
             return False
         for policy, riches in wanted.items():
             section = SECTION_OF_POLICY[policy]
@@ -343,9 +631,148 @@ class FirewalldBackend(Backend):
         return True
 
     def present_anywhere(self):
-        return bool(self.runtime or self.files)
+        if self.api is None:
+            return bool(self.runtime or self.files)
+        return (any(fields is not None for fields in self.permanent.values())
+                or any(fields is not None and fields['rich_rules'] for fields in self.runtime.values()))
 
-    # -- writing (one reload) ------------------------------------------------------
+    # -- writing -------------------------------------------------------------------
+    def plan(self, rules):
+        if self.api is None:
+            return self._plan_cli(rules)
+        wanted = self.desired_settings(rules)
+        changes = {}
+        for policy in sorted(set(wanted) | set(self.permanent) | set(self.runtime)):
+            settings = wanted.get(policy)
+            permanent, runtime = self.permanent.get(policy), self.runtime.get(policy)
+            same_permanent = (permanent is None and settings is None) or (
+                permanent is not None and settings is not None
+                and comparable_settings(permanent, False) == comparable_settings(settings, False))
+            if settings is None and runtime is not None and not runtime['rich_rules'] and permanent is None:
+                continue
+            same_runtime = (runtime is not None and settings is not None and not needs_reload(runtime, settings)
+                            and comparable_settings(runtime, True) == comparable_settings(settings, True))
+            if same_permanent and same_runtime:
+                continue
+            changes[policy] = {'permanent': permanent, 'runtime': runtime, 'wanted': settings,
+                               'reload': needs_reload(runtime, settings)}
+        reload = any(change['reload'] for change in changes.values())
+        lines = ['# lync-xmpp-federation: firewalld policies through its D-Bus API, runtime and permanent%s'
+                 % (', then one reload that keeps every runtime-only entry' if reload else ' (no reload)')]
+        for policy, change in sorted(changes.items()):
+            settings = change['wanted']
+            if settings is None:
+                lines.append('# remove policy %s' % policy)
+                continue
+            verb = 'update' if change['permanent'] is not None else 'create'
+            lines.append('# %s policy %s: priority %d, target %s, ingress %s, egress %s'
+                         % (verb, policy, settings['priority'], settings['target'],
+                            ' '.join(settings['ingress_zones']), ' '.join(settings['egress_zones'])))
+            lines += ['%s %s' % (policy, text) for text in settings['rich_rules']]
+        return Transaction([('firewalld policies', '\n'.join(lines) + '\n', {'changes': changes, 'reload': reload})])
+
+    def apply(self, transaction):
+        if self.api is None:
+            return self._apply_cli(transaction)
+        for _label, _text, payload in transaction.steps:
+            if payload['reload']:
+                self._apply_with_reload(payload['changes'])
+            else:
+                self._apply_live(payload['changes'])
+
+    def _apply_live(self, changes):
+        """Every policy already runs: permanent and runtime settings each, undone all together on a failure."""
+        done = []
+        try:
+            for policy, change in sorted(changes.items()):
+                self._call('updating permanent policy %s' % policy, self.api.set_permanent_policy, policy,
+                           change['wanted'])
+                done.append(('permanent', policy, change['permanent']))
+                self._call('updating runtime policy %s' % policy, self.api.set_runtime_policy, policy, change['wanted'])
+                done.append(('runtime', policy, change['runtime']))
+        except BackendError as error:
+            undone = self._undo(done)
+            raise BackendError('%s; %s' % (error, undone))
+
+    def _undo(self, done):
+        """Put back the settings ``done`` lists (newest first); -> a sentence saying whether that worked."""
+        failures = []
+        for where, policy, previous in reversed(done):
+            try:
+                if where == 'runtime':
+                    self.api.set_runtime_policy(policy, previous)
+                elif previous is None:
+                    self.api.remove_permanent_policy(policy)
+                elif where == 'permanent-created':
+                    self.api.add_permanent_policy(policy, previous)
+                else:
+                    self.api.set_permanent_policy(policy, previous)
+            except Exception as error:  # report every failure, keep undoing the rest
+                failures.append('%s %s: %s' % (where, policy, ' '.join(str(error).split())))
+        if failures:
+            return 'putting the previous settings back failed too (%s): check firewalld' % '; '.join(failures)
+        return 'the previous runtime and permanent settings are back'
+
+    def _apply_with_reload(self, changes):
+        """A policy firewalld must create (or drop, or retarget): permanent changes, one reload, then every
+        runtime-only entry that the reload discarded put back as it was."""
+        before = self._call('reading the runtime configuration', self.api.runtime_snapshot, set(changes))
+        done = []
+        try:
+            for policy, change in sorted(changes.items()):
+                if change['wanted'] is None:
+                    # A policy firewalld still runs whose permanent one is gone: the reload alone drops it.
+                    if change['permanent'] is not None:
+                        self._call('removing permanent policy %s' % policy, self.api.remove_permanent_policy, policy)
+                        done.append(('permanent-removed', policy, change['permanent']))
+                elif change['permanent'] is None:
+                    self._call('creating permanent policy %s' % policy, self.api.add_permanent_policy, policy,
+                               change['wanted'])
+                    done.append(('permanent', policy, None))
+                else:
+                    self._call('updating permanent policy %s' % policy, self.api.set_permanent_policy, policy,
+                               change['wanted'])
+                    done.append(('permanent', policy, change['permanent']))
+        except BackendError as error:
+            raise BackendError('%s; firewalld was not reloaded and %s' % (error, self._undo(done)))
+        try:
+            self._call('the reload', self.api.reload)
+            self.reloaded = True
+            self.restored = self._restore(before)
+        except BackendError as error:
+            undone = self._undo(done)
+            try:
+                self._call('the reload', self.api.reload)
+                restored = self._restore(before)
+                back = 'reloaded with them%s' % (', runtime-only entries put back: %s' % ', '.join(restored)
+                                                 if restored else '')
+            except BackendError as again:
+                back = 'reloading them failed too (%s): check firewalld' % again
+            raise BackendError('%s; %s, %s' % (error, undone, back))
+        if self.restored:
+            self.notices.append('firewalld: creating or removing a policy of ours needs a reload; these runtime-only '
+                                'entries were put back as they were before it: %s' % ', '.join(self.restored))
+
+    def _restore(self, before):
+        after = self._call('reading the runtime configuration', self.api.runtime_snapshot, set())
+        after['policies'] = dict((name, fields) for name, fields in after['policies'].items()
+                                 if name in before['policies'])
+        restored = self._call('putting runtime-only entries back', self.api.restore_runtime, before, after)
+        check = self._call('reading the runtime configuration', self.api.runtime_snapshot, set())
+        lost = [kind for kind in ('zones', 'ipsets', 'direct chains', 'direct rules', 'direct passthroughs')
+                if check[kind] != before[kind]]
+        lost += ['policy %s' % name for name, fields in before['policies'].items()
+                 if check['policies'].get(name) != fields]
+        if lost:
+            raise BackendError('firewalld: after the reload, the runtime-only entries of %s could not be put back as '
+                               'they were' % ', '.join(lost))
+        return restored
+
+    def result_details(self):
+        return {'firewalld_interface': self.interface, 'firewalld_reloaded': self.reloaded,
+                'firewalld_restored_runtime': list(self.restored)}
+
+    # -- the firewall-cmd fallback: policy files and one reload ---------------------------
     def file_plan(self, rules):
         """{path: text, or None to remove}: our policy files as ``rules`` need them; only ours are named."""
         wanted = self.desired_rich_rules(rules)
@@ -356,7 +783,7 @@ class FirewalldBackend(Backend):
                 plan[self.policy_path(policy)] = None
         return plan
 
-    def plan(self, rules):
+    def _plan_cli(self, rules):
         files = self.file_plan(rules)
         lines = ['# lync-xmpp-federation: firewalld policy files, then firewall-cmd --check-config and --reload']
         for path, text in sorted(files.items()):
@@ -395,7 +822,7 @@ class FirewalldBackend(Backend):
                 changed.append('ipset %s' % name)
         return changed
 
-    def apply(self, transaction):
+    def _apply_cli(self, transaction):
         changed = self._runtime_only_changes()
         if changed:
             raise BackendError('firewalld: the runtime configuration differs from the permanent one in %s, and the '
@@ -404,6 +831,7 @@ class FirewalldBackend(Backend):
                                'nothing was changed' % ', '.join(changed))
         for _label, _text, files in transaction.steps:
             self._apply_files(files)
+        self.reloaded = True
 
     def _apply_files(self, files):
         previous = dict((path, read_file_or_none(path)) for path in files)
@@ -439,7 +867,7 @@ class FirewalldBackend(Backend):
         return False
 
     def persistence_files(self, rules):
-        """Our policy files as the run leaves them."""
+        """Our policy files as the run leaves them (firewalld writes them for the binding, in the same place)."""
         return sorted(self.policy_path(policy) for policy in self.desired_rich_rules(rules or []))
 
 
