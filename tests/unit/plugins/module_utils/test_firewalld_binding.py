@@ -1,0 +1,333 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, lync.xmpp_federation contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The firewalld backend through firewalld's own binding, against firewalld's answers recorded in the lab.
+
+``RecordedBinding`` stands in for ``FirewalldApi`` (the backend's only door to
+the binding): it starts from a recording (fixtures/firewalld/binding-*.json,
+runtime and permanent configuration as FirewalldApi reads them from a real
+firewalld 1.3.3 with fail2ban's runtime-only bans), changes it the way
+firewalld does (runtime settings, permanent settings, a reload that rebuilds
+the runtime from the permanent configuration), and records every call. That
+the real binding does what the double does is proved in the lab (molecule
+scenario firewalld).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import json
+import os
+
+import pytest
+
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend import (
+    BackendError,
+    OwnershipError,
+    converge,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.firewalld import (
+    POLICY_PRIORITY,
+    FirewalldBackend,
+    frozen,
+    names_in_description,
+    policy_settings,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'firewalld')
+OURS = ('lync-xmpp-fwd', 'lync-xmpp-in', 'lync-xmpp-out')
+RUNTIME_FIXED = ('version', 'short', 'description', 'target')
+WRITES = ('set_runtime_policy', 'set_permanent_policy', 'add_permanent_policy', 'remove_permanent_policy', 'reload',
+          'restore_runtime')
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+with open(os.path.join(FIXTURES, 'rules.json')) as _rules:
+    RULES = normalize_rules(json.load(_rules))
+
+
+def thaw_direct(snapshot):
+    for kind in ('direct chains', 'direct rules', 'direct passthroughs'):
+        snapshot[kind] = sorted(frozen(item) for item in snapshot[kind])
+    return snapshot
+
+
+class RecordedBinding(object):
+    """FirewalldApi as recorded; ``fail`` maps a call's name to the error message it raises (once)."""
+
+    def __init__(self, recording, fail=None):
+        data = json.loads(fixture(recording))
+        self.runtime, self.permanent = thaw_direct(data['runtime']), thaw_direct(data['permanent'])
+        self.fail = dict(fail or {})
+        self.calls = []
+
+    def _call(self, name, *args):
+        self.calls.append((name,) + args)
+        if name in self.fail:
+            raise RuntimeError(self.fail.pop(name))
+
+    def writes(self):
+        return [call[:2] for call in self.calls if call[0] in WRITES]
+
+    # runtime
+    def runtime_policy_names(self):
+        self._call('runtime_policy_names')
+        return sorted(self.runtime['policies'])
+
+    def runtime_policy(self, name):
+        self._call('runtime_policy', name)
+        return copy.deepcopy(self.runtime['policies'][name])
+
+    def set_runtime_policy(self, name, settings):
+        self._call('set_runtime_policy', name)
+        # firewalld changes at runtime all but the description, short name, version and target.
+        kept = self.runtime['policies'][name]
+        self.runtime['policies'][name] = dict(copy.deepcopy(settings), **dict((key, kept[key]) for key in RUNTIME_FIXED))
+
+    def reload(self):
+        self._call('reload')
+        self.runtime = copy.deepcopy(self.permanent)
+
+    # permanent
+    def permanent_policy_names(self):
+        self._call('permanent_policy_names')
+        return sorted(self.permanent['policies'])
+
+    def permanent_policy(self, name):
+        self._call('permanent_policy', name)
+        return copy.deepcopy(self.permanent['policies'][name])
+
+    def add_permanent_policy(self, name, settings):
+        self._call('add_permanent_policy', name)
+        assert name not in self.permanent['policies'], 'firewalld refuses NAME_CONFLICT'
+        self.permanent['policies'][name] = copy.deepcopy(settings)
+
+    def set_permanent_policy(self, name, settings):
+        self._call('set_permanent_policy', name)
+        self.permanent['policies'][name] = copy.deepcopy(settings)
+
+    def remove_permanent_policy(self, name):
+        self._call('remove_permanent_policy', name)
+        del self.permanent['policies'][name]
+
+    # what a reload discards
+    def runtime_snapshot(self, skip_policies):
+        self._call('runtime_snapshot')
+        snapshot = copy.deepcopy(self.runtime)
+        snapshot['policies'] = dict((name, fields) for name, fields in snapshot['policies'].items()
+                                    if name not in skip_policies)
+        return snapshot
+
+    def restore_runtime(self, before, after):
+        self._call('restore_runtime')
+        restored = []
+        for kind in ('zones', 'policies', 'ipsets'):
+            for name, settings in sorted(before[kind].items()):
+                if name in self.runtime[kind] and self.runtime[kind][name] != settings:
+                    self.runtime[kind][name] = copy.deepcopy(settings)
+                    restored.append('%s %s' % (kind[:-1].replace('ie', 'y'), name))
+        for kind in ('direct chains', 'direct rules', 'direct passthroughs'):
+            if self.runtime[kind] != before[kind]:
+                self.runtime[kind] = list(before[kind])
+                restored.append(kind)
+        return restored
+
+
+def backend_for(binding, tmp_path, **options):
+    backend = FirewalldBackend(None, None, dict({'persist': True}, **options))
+    backend.lock_path = str(tmp_path / ('lock-%d' % id(backend)))
+    backend.connect_api = lambda: binding
+    return backend
+
+
+def without_ours(snapshot):
+    snapshot = copy.deepcopy(snapshot)
+    snapshot['policies'] = dict((name, fields) for name, fields in snapshot['policies'].items() if name not in OURS)
+    return snapshot
+
+
+def banned_in(snapshot):
+    """fail2ban's runtime-only bans in a snapshot: the zone rich rule and the direct rule on its kernel ipset."""
+    rich = [rule for rule in snapshot['zones']['public']['rules_str'] if 'reject' in rule]
+    direct = [rule for rule in snapshot['direct rules'] if 'f2b-lab-xmpp-ipset' in rule[-1]]
+    return rich, direct
+
+
+# -- the recordings ------------------------------------------------------------------
+
+def test_the_recordings_hold_fail2ban_bans_at_runtime_only_and_ours_as_the_backend_writes_them():
+    admin = RecordedBinding('binding-admin.json')
+    rich, direct = banned_in(admin.runtime)
+    assert len(rich) == 1 and '198.51.100.6' in rich[0] and len(direct) == 1
+    assert banned_in(admin.permanent) == ([], [])
+    applied = RecordedBinding('binding-applied.json')
+    by_section = {'in': 'lync-xmpp-in', 'out': 'lync-xmpp-out', 'forward': 'lync-xmpp-fwd'}
+    for section, policy in by_section.items():
+        wanted = policy_settings(section, [rule for rule in RULES if rule['direction'] == section])
+        for side in (applied.runtime, applied.permanent):
+            recorded = dict(side['policies'][policy])
+            assert recorded['rich_rules'] == wanted['rich_rules'], 'firewalld lists them as we write them'
+            assert recorded['priority'] == POLICY_PRIORITY > 0, 'after the zones, where fail2ban bans'
+        assert applied.permanent['policies'][policy]['description'] == wanted['description']
+    names = names_in_description(applied.permanent['policies']['lync-xmpp-in']['description'])
+    assert names == {-32768: ('xmpp-in', 'row 1'), -32767: ('xmpp-in6', 'row 1 v6'), -32766: ('xmpp-in6', 'row 1 v6')}
+
+
+# -- applying ---------------------------------------------------------------------
+
+def test_a_first_run_creates_our_policies_with_one_reload_and_puts_fail2bans_bans_back(tmp_path):
+    binding = RecordedBinding('binding-admin.json')
+    before = copy.deepcopy(binding.runtime)
+    result = converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert result['changed'] and result['firewalld_interface'] == 'dbus' and result['firewalld_reloaded']
+    assert result['firewalld_restored_runtime'] == ['zone public', 'ipset f2b-test', 'direct rules']
+    assert any('runtime-only entries were put back' in warning and 'zone public' in warning
+               for warning in result['warnings'])
+    assert [call for call in binding.writes() if call[0] != 'restore_runtime'] == [
+        ('add_permanent_policy', 'lync-xmpp-fwd'), ('add_permanent_policy', 'lync-xmpp-in'),
+        ('add_permanent_policy', 'lync-xmpp-out'), ('reload',)]
+    # Everything but ours is as it was at runtime, the bans included; ours run as recorded after a real first run.
+    assert without_ours(binding.runtime) == without_ours(before)
+    assert banned_in(binding.runtime) == banned_in(before)
+    recorded = RecordedBinding('binding-applied.json')
+    assert binding.permanent['policies'] == recorded.permanent['policies']
+
+
+def test_a_second_run_reads_once_and_writes_nothing(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    result = converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert not result['changed'] and result['script'] == '' and result['before'] == RULES
+    assert binding.writes() == [] and not result['firewalld_reloaded']
+    assert result['warnings'] == []
+
+
+def test_a_change_goes_into_runtime_and_permanent_without_a_reload(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    before = copy.deepcopy(binding.runtime)
+    wanted = normalize_rules([dict(rule, ports=[5270]) if rule['name'] == 'xmpp-in' else rule for rule in RULES])
+    result = converge(backend_for(binding, tmp_path), wanted, 'present', True, False)
+    assert result['changed'] and not result['firewalld_reloaded'] and result['firewalld_restored_runtime'] == []
+    assert binding.writes() == [('set_permanent_policy', 'lync-xmpp-in'), ('set_runtime_policy', 'lync-xmpp-in')]
+    assert banned_in(binding.runtime) == banned_in(before)
+    # The next run finds it in place.
+    again = RecordedBinding('binding-applied.json')
+    again.runtime, again.permanent = binding.runtime, binding.permanent
+    assert not converge(backend_for(again, tmp_path), wanted, 'present', True, False)['changed']
+
+
+def test_check_mode_compares_and_writes_nothing(tmp_path):
+    binding = RecordedBinding('binding-admin.json')
+    result = converge(backend_for(binding, tmp_path), RULES, 'present', True, True)
+    assert result['changed'] and binding.writes() == []
+    assert 'create policy lync-xmpp-in' in result['script'] and 'one reload' in result['script']
+
+
+def test_a_rule_changed_by_hand_at_runtime_is_seen_named_and_rewritten(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    binding.runtime['policies']['lync-xmpp-in']['rich_rules'].pop()
+    backend = backend_for(binding, tmp_path)
+    backend.read()
+    assert not backend.in_place(RULES)
+    live = dict((rule['name'], rule) for rule in backend.current_rules())
+    assert live['xmpp-in6']['ports'] == [5269] and live['xmpp-in6']['comment'] == 'row 1 v6'
+    backend.release_lock()
+    result = converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert result['changed'] and not result['firewalld_reloaded']
+    assert binding.runtime['policies']['lync-xmpp-in'] == dict(
+        binding.permanent['policies']['lync-xmpp-in'], version=binding.runtime['policies']['lync-xmpp-in']['version'])
+
+
+def test_absent_removes_ours_with_one_reload_keeping_the_bans_and_a_second_absent_is_a_no_op(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    before = copy.deepcopy(binding.runtime)
+    result = converge(backend_for(binding, tmp_path), [], 'absent', True, False)
+    assert result['changed'] and result['firewalld_reloaded']
+    assert [rule['name'] for rule in result['before']] == ['xmpp-in', 'xmpp-in6', 'xmpp-out', 'zz-reject']
+    assert sorted(binding.permanent['policies']) == ['allow-host-ipv6']
+    assert sorted(binding.runtime['policies']) == ['allow-host-ipv6']
+    assert banned_in(binding.runtime) == banned_in(before)
+    assert not converge(backend_for(binding, tmp_path), [], 'absent', True, False)['changed']
+
+
+# -- failures leave runtime and permanent as they were, and agreeing ---------------------
+
+def test_a_failed_runtime_update_puts_permanent_and_runtime_back(tmp_path):
+    binding = RecordedBinding('binding-applied.json', fail={'set_runtime_policy': 'INVALID_RULE: bad'})
+    before = copy.deepcopy((binding.runtime, binding.permanent))
+    wanted = normalize_rules([dict(rule, ports=[5270]) for rule in RULES])
+    with pytest.raises(BackendError, match='updating runtime policy lync-xmpp-fwd failed: INVALID_RULE: bad; the '
+                                           'previous runtime and permanent settings are back'):
+        converge(backend_for(binding, tmp_path), wanted, 'present', True, False)
+    assert (binding.runtime, binding.permanent) == before
+
+
+def test_a_failed_reload_undoes_the_permanent_changes_and_puts_the_runtime_back(tmp_path):
+    binding = RecordedBinding('binding-admin.json', fail={'reload': 'COMMAND_FAILED: nft says no'})
+    before = copy.deepcopy((binding.runtime, binding.permanent))
+    with pytest.raises(BackendError, match='the reload failed: COMMAND_FAILED: nft says no; the previous runtime '
+                                           'and permanent settings are back, reloaded with them, runtime-only '
+                                           'entries put back'):
+        converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert (binding.runtime, binding.permanent) == before
+
+
+def test_a_failed_creation_undoes_the_policies_created_before_it_without_a_reload(tmp_path):
+    binding = RecordedBinding('binding-admin.json', fail={'add_permanent_policy': 'NAME_CONFLICT'})
+    binding.calls = []
+    before = copy.deepcopy((binding.runtime, binding.permanent))
+    with pytest.raises(BackendError, match='creating permanent policy lync-xmpp-fwd failed: NAME_CONFLICT; firewalld '
+                                           'was not reloaded'):
+        converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert (binding.runtime, binding.permanent) == before and ('reload',) not in binding.writes()
+
+
+def test_runtime_entries_that_do_not_come_back_fail_the_run_naming_them(tmp_path):
+    binding = RecordedBinding('binding-admin.json')
+    binding.restore_runtime = lambda before, after: []
+    with pytest.raises(BackendError, match='runtime-only entries of zones, ipsets, direct rules could not be put back'):
+        converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+
+
+# -- ownership by mark -------------------------------------------------------------
+
+def test_a_policy_named_like_ours_without_our_mark_is_refused_where_needed_and_left_alone_elsewhere(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    for side in (binding.runtime, binding.permanent):
+        side['policies']['lync-xmpp-in']['description'] = 'the admin\'s own'
+    with pytest.raises(OwnershipError, match='firewalld policy lync-xmpp-in is named like ours but is not ours \\(its '
+                                             'description lacks \\[lync-xmpp-federation\\]\\), and the rules need'):
+        converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert binding.writes() == []
+    result = converge(backend_for(binding, tmp_path), [], 'absent', True, False)
+    assert 'lync-xmpp-in' in binding.permanent['policies'] and 'lync-xmpp-out' not in binding.permanent['policies']
+    assert any('left alone: firewalld policy lync-xmpp-in' in warning for warning in result['warnings'])
+
+
+# -- the firewall-cmd fallback ---------------------------------------------------------
+
+def test_without_the_binding_the_run_says_it_falls_back_to_firewall_cmd(tmp_path):
+    def no_binding():
+        raise ImportError('No module named firewall')
+
+    calls = []
+
+    def run_command(argv, **kwargs):
+        calls.append(argv[1:])
+        return 0, fixture('admin.policies'), ''
+
+    backend = FirewalldBackend(run_command, lambda name, required=False: '/usr/bin/firewall-cmd', {'persist': True})
+    backend.lock_path = str(tmp_path / 'lock')
+    backend.policy_dir = str(tmp_path)
+    backend.connect_api = no_binding
+    result = converge(backend, RULES, 'present', True, True)
+    assert result['firewalld_interface'] == 'firewall-cmd' and calls == [['--list-all-policies']]
+    assert any('python3-firewall' in warning and 'uses firewall-cmd' in warning for warning in result['warnings'])
