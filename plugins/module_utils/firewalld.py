@@ -42,6 +42,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -64,6 +66,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
     kernel_comment,
     normalize_network,
     port_spans,
+    sort_networks,
     rule_family,
     split_kernel_comment,
 )
@@ -99,6 +102,49 @@ RICH_WORDS = re.compile(r'^(?:\s*[A-Za-z-]+(?:="[^"]*")?)*\s*$')
 RICH_WORD = re.compile(r'([A-Za-z-]+)(?:="([^"]*)")?')
 
 
+# A source or destination list of this many networks or more is matched through a firewalld ipset of ours (hash:net)
+# in one rich rule, instead of one rich rule per network. It mirrors rule_model's SET_MIN_ADDRESSES, the threshold at
+# which the kernel backends use sets, so that a list is a set on every backend alike.
+SET_MIN_ADDRESSES = 4
+# An ipset reference in a RichRule's source or destination: 'ipset:NAME'.
+IPSET_REFERENCE = 'ipset:'
+# ipset names are at most 31 characters (the kernel's limit): ours are our prefix, the field and a digest of the
+# rule's name; the ipset's description names the rule in full.
+IPSET_NAME = 'lync-xmpp-%s-%s'
+IPSET_DESCRIPTION = 'XMPP federation %s list of rule %s, managed by lync.xmpp_federation [' + OUR_MARK + ']'
+IPSET_FAMILY = {4: 'inet', 6: 'inet6'}
+
+
+def ipset_name(rule, field):
+    digest = hashlib.sha1(rule['name'].encode('utf-8')).hexdigest()[:12]
+    return IPSET_NAME % ({'source': 'src', 'destination': 'dst'}[field], digest)
+
+
+def set_networks(networks):
+    """A list as an ipset holds it: overlapping and adjacent networks merged (firewalld refuses overlapping entries
+    of a hash:net ipset), sorted."""
+    parsed = [ipaddress.ip_network(network) for network in networks]
+    return sort_networks(str(network) for network in ipaddress.collapse_addresses(parsed))
+
+
+def ipset_settings(rule, field):
+    """The ipset of ours that holds one rule's long source or destination list, in our plain dict form."""
+    family = rule_family(rule)
+    return {'short': ipset_name(rule, field), 'description': IPSET_DESCRIPTION % (field, rule['name']),
+            'type': 'hash:net', 'options': {'family': IPSET_FAMILY[family]},
+            'entries': [network_entry(network) for network in set_networks(rule[field])]}
+
+
+def network_entry(network):
+    """'198.51.100.7/32' -> '198.51.100.7' (as firewalld lists a host entry), networks as they are."""
+    net = ipaddress.ip_network(network)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def entry_network(entry):
+    return normalize_network(entry, 'ipset entry')
+
+
 def rich_priority(index):
     return FIRST_PRIORITY + index if index < -FIRST_PRIORITY else index + FIRST_PRIORITY + 1
 
@@ -122,7 +168,9 @@ class RichRule(KeyedValue):
         if self.family:
             words.append('family="ipv%d"' % self.family)
         for element, network in (('source', self.source), ('destination', self.destination)):
-            if network:
+            if network and network.startswith(IPSET_REFERENCE):
+                words.append('%s ipset="%s"' % (element, network[len(IPSET_REFERENCE):]))
+            elif network:
                 words.append('%s address="%s"' % (element, network))
         words += ['port port="%s" protocol="%s"' % (port_span_text(self.ports, '-'), self.protocol), self.action]
         return ' '.join(words)
@@ -142,14 +190,24 @@ class RichRule(KeyedValue):
         return lines
 
 
-def rich_rules(rules, start=0):
-    """The rich rules of one policy, for its rules in the order of their names (``start``: rich rules before them)."""
+def set_fields(rule):
+    """The fields of ``rule`` matched through an ipset of ours: those with SET_MIN_ADDRESSES networks or more."""
+    return [field for field in ('source', 'destination') if len(rule[field]) >= SET_MIN_ADDRESSES]
+
+
+def rich_rules(rules, start=0, use_sets=False):
+    """The rich rules of one policy, for its rules in the order of their names (``start``: rich rules before them;
+    ``use_sets``: long lists through ipsets of ours, see set_fields)."""
     out = []
     start_index = start
     for rule in rules:
         family = rule_family(rule)
-        for source in rule['source'] or [None]:
-            for destination in rule['destination'] or [None]:
+        matched = dict((field, rule[field] or [None]) for field in ('source', 'destination'))
+        if use_sets:
+            for field in set_fields(rule):
+                matched[field] = [IPSET_REFERENCE + ipset_name(rule, field)]
+        for source in matched['source']:
+            for destination in matched['destination']:
                 for span in port_spans(rule['ports']):
                     out.append(RichRule(rich_priority(start_index + len(out)), family, source, destination, span,
                                         rule['protocol'], rule['action'], kernel_comment(rule)))
@@ -178,16 +236,21 @@ def parse_rich_rule(text):
             element = None
             continue
         key = '%s.%s' % (element, word) if element else word
-        if key not in ('priority', 'family', 'source.address', 'destination.address', 'port.port', 'port.protocol') \
-                or key in fields:
+        if key not in ('priority', 'family', 'source.address', 'destination.address', 'port.port', 'port.protocol',
+                       'source.ipset', 'destination.ipset') or key in fields:
             return None
         fields[key] = value
+    for element in ('source', 'destination'):
+        if element + '.ipset' in fields:
+            if element + '.address' in fields or not fields[element + '.ipset'].startswith('lync-xmpp-'):
+                return None
+            fields[element + '.address'] = IPSET_REFERENCE + fields.pop(element + '.ipset')
     if 'action' not in fields or 'port.port' not in fields or 'priority' not in fields:
         return None
     try:
         family = {'ipv4': 4, 'ipv6': 6, None: None}[fields.get('family')]
-        networks = [normalize_network(fields[key], key) if key in fields else None
-                    for key in ('source.address', 'destination.address')]
+        networks = [(fields[key] if fields[key].startswith(IPSET_REFERENCE) else normalize_network(fields[key], key))
+                    if key in fields else None for key in ('source.address', 'destination.address')]
         low, _sep, high = fields['port.port'].partition('-')
         span = (int(low), int(high or low))
         priority = int(fields['priority'])
@@ -277,7 +340,7 @@ def policy_settings(section, rules):
     riches, ranges = [], []
     for rule in rules:
         first = len(riches)
-        riches += rich_rules([rule], first)
+        riches += rich_rules([rule], first, use_sets=True)
         if len(riches) > first:
             ranges.append([riches[first].priority, riches[-1].priority, kernel_comment(rule)])
     if len(riches) > MAX_RICH_RULES:
@@ -317,6 +380,22 @@ def frozen(item):
 def thawed(item):
     """frozen()'s inverse: the arguments as the binding takes them (the iptables arguments a list)."""
     return [list(part) if isinstance(part, tuple) else part for part in item]
+
+
+def ipset_dict(settings, entries=None):
+    """firewall.client's ipset settings list (version, short, description, type, options, entries) -> our dict."""
+    return {'short': settings[1], 'description': settings[2], 'type': settings[3], 'options': dict(settings[4]),
+            'entries': list(settings[5] if entries is None else entries)}
+
+
+def comparable_ipset(settings, runtime):
+    """An ipset as compared: entries as networks (firewalld lists a host without its prefix length), a set; at runtime
+    without the description, which only a reload changes."""
+    out = {'type': settings['type'], 'options': dict(settings['options']),
+           'entries': frozenset(entry_network(entry) for entry in settings['entries'])}
+    if not runtime:
+        out['description'] = settings['description']
+    return out
 
 
 class FirewalldApi(object):
@@ -373,6 +452,34 @@ class FirewalldApi(object):
     def remove_permanent_policy(self, name):
         self.config.getPolicyByName(name).remove()
 
+    # ipsets: ours hold our long address lists
+    def runtime_ipset_names(self):
+        return list(self.fw.getIPSets())
+
+    def runtime_ipset(self, name):
+        return ipset_dict(self.fw.getIPSetSettings(name).settings, self.fw.getEntries(name))
+
+    def set_runtime_entries(self, name, entries):
+        self.fw.setEntries(name, list(entries))
+
+    def permanent_ipset_names(self):
+        return list(self.config.getIPSetNames())
+
+    def permanent_ipset(self, name):
+        return ipset_dict(self.config.getIPSetByName(name).getSettings().settings)
+
+    def add_permanent_ipset(self, name, settings):
+        from firewall.client import FirewallClientIPSetSettings  # pylint: disable=import-error
+        self.config.addIPSet(name, FirewallClientIPSetSettings(
+            ['', settings['short'], settings['description'], settings['type'], dict(settings['options']),
+             list(settings['entries'])]))
+
+    def set_permanent_entries(self, name, entries):
+        self.config.getIPSetByName(name).setEntries(list(entries))
+
+    def remove_permanent_ipset(self, name):
+        self.config.getIPSetByName(name).remove()
+
     # what a reload discards
     def runtime_snapshot(self, skip_policies):
         """Every runtime object a reload rebuilds from the permanent configuration, as it is now."""
@@ -380,7 +487,8 @@ class FirewalldApi(object):
             'zones': dict((zone, dict(self.fw.getZoneSettings(zone).getSettingsDict())) for zone in self.fw.getZones()),
             'policies': dict((name, self.runtime_policy(name)) for name in self.fw.getPolicies()
                              if name not in skip_policies),
-            'ipsets': dict((name, sorted(self.fw.getEntries(name))) for name in self.fw.getIPSets()),
+            'ipsets': dict((name, sorted(self.fw.getEntries(name))) for name in self.fw.getIPSets()
+                           if name not in skip_policies),
             'direct chains': sorted(frozen(item) for item in self.fw.getAllChains()),
             'direct rules': sorted(frozen(item) for item in self.fw.getAllRules()),
             'direct passthroughs': sorted(frozen(item) for item in self.fw.getAllPassthroughs()),
@@ -432,6 +540,7 @@ class FirewalldBackend(Backend):
         self.firewall_cmd = None
         self.runtime, self.files, self.foreign = {}, {}, {}
         self.permanent = {}
+        self.ipsets_runtime, self.ipsets_permanent = {}, {}
         self.api = None
         self.interface = None
         self.reloaded, self.restored = False, []
@@ -504,6 +613,7 @@ class FirewalldBackend(Backend):
             else:
                 self.foreign[policy] = ('firewalld policy %s is named like ours but is not ours (its description '
                                         'lacks %s)' % (policy, DESCRIPTION_MARK))
+        self._read_ipsets()
         self.pieces, self.parse_problems = [], []
         for policy, fields in sorted(self.runtime.items()):
             if fields is None:
@@ -511,6 +621,36 @@ class FirewalldBackend(Backend):
             source = self.permanent.get(policy) or fields
             self._collect_pieces(policy, fields['rich_rules'], names_in_description(source.get('description')))
         self.live_rules, self.grouping_problems = None, []
+
+    def _read_ipsets(self):
+        """Our ipsets, by the mark in their permanent description (runtime only: in the runtime one)."""
+        api = self.api
+        runtime_names = set(name for name in self._call('listing runtime ipsets', api.runtime_ipset_names)
+                            if OUR_POLICY.match(name))
+        permanent_names = set(name for name in self._call('listing permanent ipsets', api.permanent_ipset_names)
+                              if OUR_POLICY.match(name))
+        self.ipsets_runtime, self.ipsets_permanent = {}, {}
+        for name in sorted(runtime_names | permanent_names):
+            permanent = (self._call('reading permanent ipset %s' % name, api.permanent_ipset, name)
+                         if name in permanent_names else None)
+            runtime = (self._call('reading runtime ipset %s' % name, api.runtime_ipset, name)
+                       if name in runtime_names else None)
+            marked_by = permanent if permanent is not None else runtime
+            if DESCRIPTION_MARK in (marked_by.get('description') or ''):
+                self.ipsets_permanent[name], self.ipsets_runtime[name] = permanent, runtime
+            else:
+                self.foreign[name] = ('firewalld ipset %s is named like ours but is not ours (its description lacks '
+                                      '%s)' % (name, DESCRIPTION_MARK))
+
+    def _ipset_networks(self, reference):
+        """The networks an ipset of ours holds at runtime, for a rich rule's 'ipset:NAME'; None when it is not ours."""
+        runtime = getattr(self, 'ipsets_runtime', {}).get(reference[len(IPSET_REFERENCE):])
+        if runtime is None:
+            return None
+        try:
+            return set_networks([entry_network(entry) for entry in runtime['entries']])
+        except (RuleError, ValueError):
+            return None
 
     def _collect_pieces(self, policy, texts, names):
         section = SECTION_OF_POLICY.get(policy)
@@ -520,14 +660,22 @@ class FirewalldBackend(Backend):
                 self.parse_problems.append('firewalld: policy %s holds a rich rule not in a form we write: %s'
                                            % (policy, text))
                 continue
+            matched = {}
+            for field, network in (('source', rich.source), ('destination', rich.destination)):
+                matched[field] = [network] if network else []
+                if network and network.startswith(IPSET_REFERENCE):
+                    matched[field] = self._ipset_networks(network)
+            if matched['source'] is None or matched['destination'] is None:
+                self.parse_problems.append('firewalld: policy %s holds a rich rule matching an ipset that is not ours: '
+                                           '%s' % (policy, text))
+                continue
             # Our description (or file) names the rule at each priority; a rule added by hand gets none.
             name, comment = names.get(rich.priority, ('unnamed-%s-%d' % (section, rich.priority), ''))
             self.pieces.append({
                 'name': name, 'comment': comment, 'direction': section, 'protocol': rich.protocol,
                 'action': rich.action, 'nat': None, 'nat_to': None,
                 'families': (rich.family,) if rich.family else (4, 6),
-                'source': [rich.source] if rich.source else [],
-                'destination': [rich.destination] if rich.destination else [], 'ports': [rich.ports]})
+                'source': matched['source'], 'destination': matched['destination'], 'ports': [rich.ports]})
 
     def _read_cli(self):
         rc, out, err = self._cmd('--list-all-policies')
@@ -563,10 +711,12 @@ class FirewalldBackend(Backend):
 
     def foreign_objects(self, rules):
         wanted = self.desired_rich_rules(rules)
+        if self.api is not None:
+            wanted.update(self.desired_ipsets(rules))
         in_the_way = []
         for policy, description in sorted(self.foreign.items()):
             if policy in wanted:
-                in_the_way.append('%s, and the rules need that policy (rename or remove it)' % description)
+                in_the_way.append('%s, and the rules need that name (rename or remove it)' % description)
             else:
                 self.notices.append('firewalld: left alone: %s' % description)
         return in_the_way
@@ -582,6 +732,12 @@ class FirewalldBackend(Backend):
         """{policy: its rich rules} for the sections ``rules`` use (canonical rules: in the order of their names)."""
         return dict((POLICIES[section][0], rich_rules(section_rules))
                     for section, section_rules in self.rules_by_section(rules).items())
+
+    @staticmethod
+    def desired_ipsets(rules):
+        """{ipset: its settings} for the long address lists of ``rules`` (see set_fields)."""
+        return dict((ipset_name(rule, field), ipset_settings(rule, field))
+                    for rule in rules for field in set_fields(rule))
 
     def desired_settings(self, rules):
         """{policy: its settings} (the binding's dict form) for the sections ``rules`` use."""
@@ -602,12 +758,26 @@ class FirewalldBackend(Backend):
             return False
         if set(wanted) != running:
             return False
+        if not self._ipsets_in_place(self.desired_ipsets(rules)):
+            return False
         for policy, settings in wanted.items():
             if comparable_settings(self.permanent[policy], False) != comparable_settings(settings, False):
                 return False
             if comparable_settings(self.runtime[policy], True) != comparable_settings(settings, True):
                 return False
             if self.runtime[policy].get('target') != settings['target']:
+                return False
+        return True
+
+    def _ipsets_in_place(self, wanted):
+        if set(wanted) != set(name for name, fields in self.ipsets_permanent.items() if fields is not None):
+            return False
+        if set(wanted) != set(name for name, fields in self.ipsets_runtime.items() if fields is not None):
+            return False
+        for name, settings in wanted.items():
+            if comparable_ipset(self.ipsets_permanent[name], False) != comparable_ipset(settings, False):
+                return False
+            if comparable_ipset(self.ipsets_runtime[name], True) != comparable_ipset(settings, True):
                 return False
         return True
 
@@ -634,7 +804,8 @@ class FirewalldBackend(Backend):
         if self.api is None:
             return bool(self.runtime or self.files)
         return (any(fields is not None for fields in self.permanent.values())
-                or any(fields is not None and fields['rich_rules'] for fields in self.runtime.values()))
+                or any(fields is not None and fields['rich_rules'] for fields in self.runtime.values())
+                or any(fields is not None for fields in self.ipsets_permanent.values()))
 
     # -- writing -------------------------------------------------------------------
     def plan(self, rules):
@@ -656,9 +827,18 @@ class FirewalldBackend(Backend):
                 continue
             changes[policy] = {'permanent': permanent, 'runtime': runtime, 'wanted': settings,
                                'reload': needs_reload(runtime, settings)}
-        reload = any(change['reload'] for change in changes.values())
-        lines = ['# lync-xmpp-federation: firewalld policies through its D-Bus API, runtime and permanent%s'
+        ipset_changes = self._ipset_changes(self.desired_ipsets(rules))
+        reload = any(change['reload'] for change in list(changes.values()) + list(ipset_changes.values()))
+        lines = ['# lync-xmpp-federation: firewalld policies and ipsets through its D-Bus API, runtime and permanent%s'
                  % (', then one reload that keeps every runtime-only entry' if reload else ' (no reload)')]
+        for name, change in sorted(ipset_changes.items()):
+            settings = change['wanted']
+            if settings is None:
+                lines.append('# remove ipset %s' % name)
+            else:
+                lines.append('# %s ipset %s (%s, family %s): %d entries'
+                             % ('create' if change['permanent'] is None else 'update', name, settings['type'],
+                                settings['options']['family'], len(settings['entries'])))
         for policy, change in sorted(changes.items()):
             settings = change['wanted']
             if settings is None:
@@ -669,70 +849,119 @@ class FirewalldBackend(Backend):
                          % (verb, policy, settings['priority'], settings['target'],
                             ' '.join(settings['ingress_zones']), ' '.join(settings['egress_zones'])))
             lines += ['%s %s' % (policy, text) for text in settings['rich_rules']]
-        return Transaction([('firewalld policies', '\n'.join(lines) + '\n', {'changes': changes, 'reload': reload})])
+        payload = {'changes': changes, 'ipsets': ipset_changes, 'reload': reload}
+        return Transaction([('firewalld policies', '\n'.join(lines) + '\n', payload)])
+
+    def _ipset_changes(self, wanted):
+        """{ipset: change} for our ipsets; entries alone change live, anything else (a new ipset, one no longer
+        needed, another type, family or description) needs the reload, since firewalld creates ipsets only in its
+        permanent configuration."""
+        changes = {}
+        for name in sorted(set(wanted) | set(self.ipsets_permanent) | set(self.ipsets_runtime)):
+            settings = wanted.get(name)
+            permanent, runtime = self.ipsets_permanent.get(name), self.ipsets_runtime.get(name)
+            if settings is None and permanent is None and runtime is None:
+                continue
+            if settings is not None and permanent is not None and runtime is not None:
+                if (comparable_ipset(permanent, False) == comparable_ipset(settings, False)
+                        and comparable_ipset(runtime, True) == comparable_ipset(settings, True)):
+                    continue
+                shape = dict(comparable_ipset(settings, False), entries=None)
+                live = (dict(comparable_ipset(permanent, False), entries=None) == shape
+                        and dict(comparable_ipset(runtime, False), entries=None, description=shape['description'])
+                        == shape)
+            else:
+                live = False
+            changes[name] = {'permanent': permanent, 'runtime': runtime, 'wanted': settings, 'reload': not live}
+        return changes
 
     def apply(self, transaction):
         if self.api is None:
             return self._apply_cli(transaction)
         for _label, _text, payload in transaction.steps:
             if payload['reload']:
-                self._apply_with_reload(payload['changes'])
+                self._apply_with_reload(payload)
             else:
-                self._apply_live(payload['changes'])
+                self._apply_live(payload)
 
-    def _apply_live(self, changes):
-        """Every policy already runs: permanent and runtime settings each, undone all together on a failure."""
-        done = []
+    def _step(self, done, what, function, args, undo):
+        """One change through the binding; on success ``undo`` (a callable putting the previous state back) is kept."""
+        self._call(what, function, *args)
+        done.append((what, undo))
+
+    def _apply_live(self, payload):
+        """Every policy and ipset already runs: permanent and runtime each, undone all together on a failure.
+        Ipset entries first, so that a rule never matches a list that is not there yet."""
+        api, done = self.api, []
         try:
-            for policy, change in sorted(changes.items()):
-                self._call('updating permanent policy %s' % policy, self.api.set_permanent_policy, policy,
-                           change['wanted'])
-                done.append(('permanent', policy, change['permanent']))
-                self._call('updating runtime policy %s' % policy, self.api.set_runtime_policy, policy, change['wanted'])
-                done.append(('runtime', policy, change['runtime']))
+            for name, change in sorted(payload['ipsets'].items()):
+                entries = change['wanted']['entries']
+                previous_permanent, previous_runtime = change['permanent']['entries'], change['runtime']['entries']
+                self._step(done, 'setting the permanent entries of ipset %s' % name, api.set_permanent_entries,
+                           (name, entries), lambda name=name, old=previous_permanent: api.set_permanent_entries(name, old))
+                self._step(done, 'setting the runtime entries of ipset %s' % name, api.set_runtime_entries,
+                           (name, entries), lambda name=name, old=previous_runtime: api.set_runtime_entries(name, old))
+            for policy, change in sorted(payload['changes'].items()):
+                self._step(done, 'updating permanent policy %s' % policy, api.set_permanent_policy,
+                           (policy, change['wanted']),
+                           lambda policy=policy, old=change['permanent']: api.set_permanent_policy(policy, old))
+                self._step(done, 'updating runtime policy %s' % policy, api.set_runtime_policy,
+                           (policy, change['wanted']),
+                           lambda policy=policy, old=change['runtime']: api.set_runtime_policy(policy, old))
         except BackendError as error:
-            undone = self._undo(done)
-            raise BackendError('%s; %s' % (error, undone))
+            raise BackendError('%s; %s' % (error, self._undo(done)))
 
-    def _undo(self, done):
-        """Put back the settings ``done`` lists (newest first); -> a sentence saying whether that worked."""
+    @staticmethod
+    def _undo(done):
+        """Run the undo of every step ``done`` lists (newest first); -> a sentence saying whether that worked."""
         failures = []
-        for where, policy, previous in reversed(done):
+        for what, undo in reversed(done):
             try:
-                if where == 'runtime':
-                    self.api.set_runtime_policy(policy, previous)
-                elif previous is None:
-                    self.api.remove_permanent_policy(policy)
-                elif where == 'permanent-created':
-                    self.api.add_permanent_policy(policy, previous)
-                else:
-                    self.api.set_permanent_policy(policy, previous)
+                undo()
             except Exception as error:  # report every failure, keep undoing the rest
-                failures.append('%s %s: %s' % (where, policy, ' '.join(str(error).split())))
+                failures.append('undoing %s: %s' % (what, ' '.join(str(error).split())))
         if failures:
             return 'putting the previous settings back failed too (%s): check firewalld' % '; '.join(failures)
         return 'the previous runtime and permanent settings are back'
 
-    def _apply_with_reload(self, changes):
-        """A policy firewalld must create (or drop, or retarget): permanent changes, one reload, then every
+    def _permanent_steps(self, payload, done):
+        """The permanent changes before the reload: new ipsets, then policies, then ipsets no longer needed (a policy
+        must not name an ipset that is not there)."""
+        api = self.api
+        for name, change in sorted(payload['ipsets'].items()):
+            if change['wanted'] is None:
+                continue
+            if change['permanent'] is not None:
+                self._step(done, 'removing permanent ipset %s' % name, api.remove_permanent_ipset, (name,),
+                           lambda name=name, old=change['permanent']: api.add_permanent_ipset(name, old))
+            self._step(done, 'creating permanent ipset %s' % name, api.add_permanent_ipset, (name, change['wanted']),
+                       lambda name=name: api.remove_permanent_ipset(name))
+        for policy, change in sorted(payload['changes'].items()):
+            if change['wanted'] is None:
+                # A policy firewalld still runs whose permanent one is gone: the reload alone drops it.
+                if change['permanent'] is not None:
+                    self._step(done, 'removing permanent policy %s' % policy, api.remove_permanent_policy, (policy,),
+                               lambda policy=policy, old=change['permanent']: api.add_permanent_policy(policy, old))
+            elif change['permanent'] is None:
+                self._step(done, 'creating permanent policy %s' % policy, api.add_permanent_policy,
+                           (policy, change['wanted']), lambda policy=policy: api.remove_permanent_policy(policy))
+            else:
+                self._step(done, 'updating permanent policy %s' % policy, api.set_permanent_policy,
+                           (policy, change['wanted']),
+                           lambda policy=policy, old=change['permanent']: api.set_permanent_policy(policy, old))
+        for name, change in sorted(payload['ipsets'].items()):
+            if change['wanted'] is None and change['permanent'] is not None:
+                self._step(done, 'removing permanent ipset %s' % name, api.remove_permanent_ipset, (name,),
+                           lambda name=name, old=change['permanent']: api.add_permanent_ipset(name, old))
+
+    def _apply_with_reload(self, payload):
+        """A policy or ipset firewalld must create (or drop, or retarget): permanent changes, one reload, then every
         runtime-only entry that the reload discarded put back as it was."""
-        before = self._call('reading the runtime configuration', self.api.runtime_snapshot, set(changes))
+        ours = set(payload['changes']) | set(payload['ipsets'])
+        before = self._call('reading the runtime configuration', self.api.runtime_snapshot, ours)
         done = []
         try:
-            for policy, change in sorted(changes.items()):
-                if change['wanted'] is None:
-                    # A policy firewalld still runs whose permanent one is gone: the reload alone drops it.
-                    if change['permanent'] is not None:
-                        self._call('removing permanent policy %s' % policy, self.api.remove_permanent_policy, policy)
-                        done.append(('permanent-removed', policy, change['permanent']))
-                elif change['permanent'] is None:
-                    self._call('creating permanent policy %s' % policy, self.api.add_permanent_policy, policy,
-                               change['wanted'])
-                    done.append(('permanent', policy, None))
-                else:
-                    self._call('updating permanent policy %s' % policy, self.api.set_permanent_policy, policy,
-                               change['wanted'])
-                    done.append(('permanent', policy, change['permanent']))
+            self._permanent_steps(payload, done)
         except BackendError as error:
             raise BackendError('%s; firewalld was not reloaded and %s' % (error, self._undo(done)))
         try:
@@ -750,15 +979,17 @@ class FirewalldBackend(Backend):
                 back = 'reloading them failed too (%s): check firewalld' % again
             raise BackendError('%s; %s, %s' % (error, undone, back))
         if self.restored:
-            self.notices.append('firewalld: creating or removing a policy of ours needs a reload; these runtime-only '
-                                'entries were put back as they were before it: %s' % ', '.join(self.restored))
+            self.notices.append('firewalld: creating or removing a policy or ipset of ours needs a reload; these '
+                                'runtime-only entries were put back as they were before it: %s'
+                                % ', '.join(self.restored))
 
     def _restore(self, before):
         after = self._call('reading the runtime configuration', self.api.runtime_snapshot, set())
-        after['policies'] = dict((name, fields) for name, fields in after['policies'].items()
-                                 if name in before['policies'])
+        for kind in ('policies', 'ipsets'):
+            after[kind] = dict((name, fields) for name, fields in after[kind].items() if name in before[kind])
         restored = self._call('putting runtime-only entries back', self.api.restore_runtime, before, after)
         check = self._call('reading the runtime configuration', self.api.runtime_snapshot, set())
+        check['ipsets'] = dict((name, entries) for name, entries in check['ipsets'].items() if name in before['ipsets'])
         lost = [kind for kind in ('zones', 'ipsets', 'direct chains', 'direct rules', 'direct passthroughs')
                 if check[kind] != before[kind]]
         lost += ['policy %s' % name for name, fields in before['policies'].items()

@@ -327,7 +327,7 @@ def test_a_policy_named_like_ours_without_our_mark_where_the_rules_need_it_is_re
         converge(backend_for(host, tmp_path), RULES, 'present', True, False)
     assert str(error.value) == (
         'firewalld: refusing to run, nothing was changed: firewalld policy lync-xmpp-in is named like ours but is '
-        'not ours (%s lacks our mark), and the rules need that policy (rename or remove it)' % path)
+        'not ours (%s lacks our mark), and the rules need that name (rename or remove it)' % path)
     assert host.files() == before and host.calls == [['--list-all-policies']]
 
 

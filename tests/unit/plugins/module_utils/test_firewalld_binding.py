@@ -43,7 +43,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'firewalld')
 OURS = ('lync-xmpp-fwd', 'lync-xmpp-in', 'lync-xmpp-out')
 RUNTIME_FIXED = ('version', 'short', 'description', 'target')
 WRITES = ('set_runtime_policy', 'set_permanent_policy', 'add_permanent_policy', 'remove_permanent_policy', 'reload',
-          'restore_runtime')
+          'restore_runtime', 'set_runtime_entries', 'set_permanent_entries', 'add_permanent_ipset',
+          'remove_permanent_ipset')
 
 
 def fixture(name):
@@ -69,6 +70,8 @@ class RecordedBinding(object):
         self.runtime, self.permanent = thaw_direct(data['runtime']), thaw_direct(data['permanent'])
         self.fail = dict(fail or {})
         self.calls = []
+        # Our ipsets' settings besides their entries (the recordings hold entries only), by side.
+        self.ipset_settings = {'runtime': {}, 'permanent': {}}
 
     def _call(self, name, *args):
         self.calls.append((name,) + args)
@@ -96,6 +99,48 @@ class RecordedBinding(object):
     def reload(self):
         self._call('reload')
         self.runtime = copy.deepcopy(self.permanent)
+        self.ipset_settings['runtime'] = copy.deepcopy(self.ipset_settings['permanent'])
+
+    # ipsets
+    def _ipset(self, side, name):
+        state = self.runtime if side == 'runtime' else self.permanent
+        return dict(self.ipset_settings[side][name], entries=list(state['ipsets'][name]))
+
+    def runtime_ipset_names(self):
+        self._call('runtime_ipset_names')
+        return sorted(self.runtime['ipsets'])
+
+    def runtime_ipset(self, name):
+        self._call('runtime_ipset', name)
+        return self._ipset('runtime', name)
+
+    def set_runtime_entries(self, name, entries):
+        self._call('set_runtime_entries', name)
+        self.runtime['ipsets'][name] = sorted(entries)
+
+    def permanent_ipset_names(self):
+        self._call('permanent_ipset_names')
+        return sorted(self.permanent['ipsets'])
+
+    def permanent_ipset(self, name):
+        self._call('permanent_ipset', name)
+        return self._ipset('permanent', name)
+
+    def add_permanent_ipset(self, name, settings):
+        self._call('add_permanent_ipset', name)
+        assert name not in self.permanent['ipsets'], 'firewalld refuses NAME_CONFLICT'
+        kept = ('short', 'description', 'type', 'options')
+        self.ipset_settings['permanent'][name] = dict((key, settings[key]) for key in kept)
+        self.permanent['ipsets'][name] = sorted(settings['entries'])
+
+    def set_permanent_entries(self, name, entries):
+        self._call('set_permanent_entries', name)
+        self.permanent['ipsets'][name] = sorted(entries)
+
+    def remove_permanent_ipset(self, name):
+        self._call('remove_permanent_ipset', name)
+        del self.permanent['ipsets'][name]
+        del self.ipset_settings['permanent'][name]
 
     # permanent
     def permanent_policy_names(self):
@@ -123,8 +168,8 @@ class RecordedBinding(object):
     def runtime_snapshot(self, skip_policies):
         self._call('runtime_snapshot')
         snapshot = copy.deepcopy(self.runtime)
-        snapshot['policies'] = dict((name, fields) for name, fields in snapshot['policies'].items()
-                                    if name not in skip_policies)
+        for kind in ('policies', 'ipsets'):
+            snapshot[kind] = dict((name, fields) for name, fields in snapshot[kind].items() if name not in skip_policies)
         return snapshot
 
     def restore_runtime(self, before, after):
@@ -331,3 +376,68 @@ def test_without_the_binding_the_run_says_it_falls_back_to_firewall_cmd(tmp_path
     result = converge(backend, RULES, 'present', True, True)
     assert result['firewalld_interface'] == 'firewall-cmd' and calls == [['--list-all-policies']]
     assert any('python3-firewall' in warning and 'uses firewall-cmd' in warning for warning in result['warnings'])
+
+
+# -- long address lists as ipsets of ours ------------------------------------------------
+
+PARTNERS = ['198.51.100.%d/32' % host for host in (2, 3, 4, 5)] + ['2001:db8:%x::/48' % index for index in range(3)]
+SET_RULES = normalize_rules([
+    {'name': 'xmpp-in', 'direction': 'in', 'ports': [5269], 'source': PARTNERS[:4], 'comment': 'partners'},
+    {'name': 'xmpp-in6', 'direction': 'in', 'ports': [5269], 'source': PARTNERS[4:], 'comment': 'three: no set'},
+    {'name': 'xmpp-out', 'direction': 'out', 'ports': [5269], 'destination': PARTNERS[:4], 'comment': 'partners'},
+])
+
+
+def test_a_list_of_set_min_addresses_networks_is_one_marked_ipset_and_one_rich_rule(tmp_path):
+    binding = RecordedBinding('binding-admin.json')
+    result = converge(backend_for(binding, tmp_path), SET_RULES, 'present', True, False)
+    assert result['changed'] and result['firewalld_reloaded']
+    ours = sorted(name for name in binding.permanent['ipsets'] if name.startswith('lync-xmpp-'))
+    assert len(ours) == 2 and all(len(name) <= 31 for name in ours)
+    source_set = [name for name in ours if name.startswith('lync-xmpp-src-')][0]
+    assert binding.permanent['ipsets'][source_set] == ['198.51.100.2/31', '198.51.100.4/31'], 'merged, as firewalld wants'
+    assert binding.runtime['ipsets'][source_set] == binding.permanent['ipsets'][source_set]
+    settings = binding.ipset_settings['permanent'][source_set]
+    assert settings['type'] == 'hash:net' and settings['options'] == {'family': 'inet'}
+    assert settings['description'].endswith('rule xmpp-in, managed by lync.xmpp_federation [lync-xmpp-federation]')
+    inbound = binding.runtime['policies']['lync-xmpp-in']['rich_rules']
+    assert inbound[0] == ('rule priority="-32768" family="ipv4" source ipset="%s" port port="5269" protocol="tcp" '
+                          'accept' % source_set)
+    assert len(inbound) == 4, 'one rule through the set, three for the short IPv6 list'
+    # Read back through the ipset: the same rules (networks as the set holds them), and a re-run writes nothing.
+    again = converge(backend_for(binding, tmp_path), SET_RULES, 'present', True, False)
+    assert not again['changed'] and binding.writes()[-1] == ('restore_runtime',)
+    backend = backend_for(binding, tmp_path)
+    backend.read()
+    live = dict((rule['name'], rule) for rule in backend.current_rules())
+    assert live['xmpp-in']['source'] == ['198.51.100.2/31', '198.51.100.4/31'] and backend.problems() == []
+
+
+def test_a_changed_list_changes_the_ipset_entries_live_and_absent_removes_the_ipsets(tmp_path):
+    binding = RecordedBinding('binding-admin.json')
+    converge(backend_for(binding, tmp_path), SET_RULES, 'present', True, False)
+    binding.calls = []
+    bans = banned_in(binding.runtime)
+    wanted = normalize_rules([dict(rule, source=rule['source'] + ['198.51.100.9']) if rule['name'] == 'xmpp-in'
+                              else rule for rule in SET_RULES])
+    result = converge(backend_for(binding, tmp_path), wanted, 'present', True, False)
+    assert result['changed'] and not result['firewalld_reloaded']
+    assert [call[0] for call in binding.writes()] == ['set_permanent_entries', 'set_runtime_entries']
+    assert banned_in(binding.runtime) == bans
+    assert not converge(backend_for(binding, tmp_path), wanted, 'present', True, False)['changed']
+    result = converge(backend_for(binding, tmp_path), [], 'absent', True, False)
+    assert result['changed'] and not [name for name in binding.permanent['ipsets'] if name.startswith('lync-xmpp-')]
+    assert not [name for name in binding.runtime['ipsets'] if name.startswith('lync-xmpp-')]
+    assert banned_in(binding.runtime) == bans and binding.runtime['ipsets']['f2b-test'] == ['198.51.100.77']
+
+
+def test_an_ipset_named_like_ours_without_our_mark_is_refused_naming_it(tmp_path):
+    binding = RecordedBinding('binding-admin.json')
+    converge(backend_for(binding, tmp_path), SET_RULES, 'present', True, False)
+    name = sorted(name for name in binding.permanent['ipsets'] if name.startswith('lync-xmpp-src-'))[0]
+    for side in ('runtime', 'permanent'):
+        binding.ipset_settings[side][name]['description'] = 'the admin\'s'
+    binding.calls = []
+    with pytest.raises(OwnershipError, match='firewalld ipset %s is named like ours but is not ours' % name):
+        converge(backend_for(binding, tmp_path), SET_RULES, 'present', True, False)
+    assert binding.writes() == []
