@@ -55,13 +55,22 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     Transaction,
     port_span_text,
     read_file_or_none,
-    refuse_translations,
     remove_file,
     write_file_atomic,
+)
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables import (
+    OUR_CHAINS,
+    format_kernel_rule,
+    kernel_rule_piece,
+    kernel_rules,
+    parse_kernel_rule,
+    save_quote,
+    split_words,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     IPTABLES_COMMENT_MAX_BYTES,
     OUR_MARK,
+    RULE_MARK,
     RuleError,
     kernel_comment,
     normalize_network,
@@ -143,6 +152,48 @@ def network_entry(network):
 
 def entry_network(entry):
     return normalize_network(entry, 'ipset entry')
+
+
+# Translations (an Edge behind NAT): firewalld's rich rules can masquerade but not translate a source to a chosen
+# address, so both translations are firewalld direct rules of ours in the nat table, rendered and read back by the
+# iptables backend's rule functions (one rule format, no second renderer), ours by the rule mark in their comment:
+#     dnat   nat PREROUTING   (firewalld's PREROUTING_direct)
+#     snat   nat POSTROUTING  (firewalld's POSTROUTING_direct)
+# firewalld keeps direct rules in runtime and permanent configuration (/etc/firewalld/direct.xml) alike; they change
+# in both without a reload.
+DIRECT_NAT_CHAINS = {'dnat': 'PREROUTING', 'snat': 'POSTROUTING'}
+DIRECT_PRIORITY = 0
+IPV = {4: 'ipv4', 6: 'ipv6'}
+FAMILY_OF_IPV = {'ipv4': 4, 'ipv6': 6}
+
+
+def direct_nat_rules(rules):
+    """The direct rules (ipv, table, chain, priority, args) that ``rules``' translations become."""
+    out = set()
+    for rule in rules:
+        if not rule.get('nat'):
+            continue
+        for family in (4, 6):
+            for kernel_rule in kernel_rules(rule, family):
+                # format_kernel_rule writes '-A CHAIN ...' as iptables-save does; a direct rule is the words after it.
+                args = tuple(split_words(format_kernel_rule(kernel_rule))[2:])
+                out.add((IPV[family], 'nat', DIRECT_NAT_CHAINS[rule['nat']], DIRECT_PRIORITY, args))
+    return out
+
+
+def direct_rule_is_ours(item):
+    args = list(item[4])
+    return '--comment' in args[:-1] and args[args.index('--comment') + 1].startswith(RULE_MARK)
+
+
+def direct_rule_piece(item):
+    """One direct rule of ours -> a piece for group_kernel_rules; ValueError when it is not in a form we write."""
+    ipv, table, chain, _priority, args = item
+    section = dict((base, section) for section, base in DIRECT_NAT_CHAINS.items()).get(chain)
+    if table != 'nat' or section is None or ipv not in FAMILY_OF_IPV:
+        raise ValueError('not in the nat table\'s PREROUTING or POSTROUTING')
+    kernel_rule = parse_kernel_rule(OUR_CHAINS[section][1], ' '.join(save_quote(word) for word in args))
+    return kernel_rule_piece(kernel_rule, FAMILY_OF_IPV[ipv])
 
 
 def rich_priority(index):
@@ -480,6 +531,25 @@ class FirewalldApi(object):
     def remove_permanent_ipset(self, name):
         self.config.getIPSetByName(name).remove()
 
+    # direct rules (our translations)
+    def runtime_direct_rules(self):
+        return [frozen(item) for item in self.fw.getAllRules()]
+
+    def permanent_direct_rules(self):
+        return [frozen(item) for item in self.config.direct().getAllRules()]
+
+    def add_runtime_direct_rule(self, item):
+        self.fw.addRule(*thawed(item))
+
+    def remove_runtime_direct_rule(self, item):
+        self.fw.removeRule(*thawed(item))
+
+    def add_permanent_direct_rule(self, item):
+        self.config.direct().addRule(*thawed(item))
+
+    def remove_permanent_direct_rule(self, item):
+        self.config.direct().removeRule(*thawed(item))
+
     # what a reload discards
     def runtime_snapshot(self, skip_policies):
         """Every runtime object a reload rebuilds from the permanent configuration, as it is now."""
@@ -541,6 +611,8 @@ class FirewalldBackend(Backend):
         self.runtime, self.files, self.foreign = {}, {}, {}
         self.permanent = {}
         self.ipsets_runtime, self.ipsets_permanent = {}, {}
+        self.direct_runtime, self.direct_permanent = set(), set()
+        self.translations = []
         self.api = None
         self.interface = None
         self.reloaded, self.restored = False, []
@@ -565,9 +637,7 @@ class FirewalldBackend(Backend):
         if state == 'present' and not self.options.get('persist', True):
             raise BackendError('firewalld: persist=false cannot be honoured: firewalld creates policies only in its '
                                'permanent configuration, so its rules always survive a reload or a reboot')
-        refuse_translations(rules, 'firewalld', "firewalld's rich rules cannot translate a source to a chosen address, "
-                                                "and a destination translation to another host in a policy needs a "
-                                                "newer firewalld than most hosts run")
+        self.translations = [rule for rule in rules if rule.get('nat')]
 
     # -- reading (once) ---------------------------------------------------------------
     def read(self):
@@ -614,7 +684,18 @@ class FirewalldBackend(Backend):
                 self.foreign[policy] = ('firewalld policy %s is named like ours but is not ours (its description '
                                         'lacks %s)' % (policy, DESCRIPTION_MARK))
         self._read_ipsets()
+        self.direct_runtime = set(item for item in self._call('listing runtime direct rules', api.runtime_direct_rules)
+                                  if direct_rule_is_ours(item))
+        self.direct_permanent = set(item for item in self._call('listing permanent direct rules',
+                                                                api.permanent_direct_rules) if direct_rule_is_ours(item))
         self.pieces, self.parse_problems = [], []
+        for item in sorted(self.direct_runtime):
+            try:
+                self.pieces.append(direct_rule_piece(item))
+            except ValueError as error:
+                self.parse_problems.append('firewalld: direct rule %s carries our mark but is not in a form we write '
+                                           '(%s)' % (' '.join(str(part) for part in thawed(item)[:4] + list(item[4])),
+                                                     error))
         for policy, fields in sorted(self.runtime.items()):
             if fields is None:
                 continue
@@ -723,9 +804,11 @@ class FirewalldBackend(Backend):
 
     @staticmethod
     def rules_by_section(rules):
+        """Filter rules by policy section; translations are direct rules (direct_nat_rules), not rich rules."""
         by_section = {}
         for rule in rules:
-            by_section.setdefault(rule['direction'], []).append(rule)
+            if not rule.get('nat'):
+                by_section.setdefault(rule['direction'], []).append(rule)
         return by_section
 
     def desired_rich_rules(self, rules):
@@ -760,6 +843,9 @@ class FirewalldBackend(Backend):
             return False
         if not self._ipsets_in_place(self.desired_ipsets(rules)):
             return False
+        wanted_direct = direct_nat_rules(rules)
+        if self.direct_runtime != wanted_direct or self.direct_permanent != wanted_direct:
+            return False
         for policy, settings in wanted.items():
             if comparable_settings(self.permanent[policy], False) != comparable_settings(settings, False):
                 return False
@@ -782,6 +868,12 @@ class FirewalldBackend(Backend):
         return True
 
     def _in_place_cli(self, rules):
+        if self.translations:
+            raise BackendError("firewalld: rule '%s' translates addresses (%s to %s); on firewalld the collection writes "
+                               "translations as direct rules through firewalld's Python binding, which this Python "
+                               "interpreter cannot import: install python3-firewall; nothing was changed"
+                               % (self.translations[0]['name'], self.translations[0]['nat'],
+                                  self.translations[0]['nat_to']))
         wanted = self.desired_rich_rules(rules)
         if set(wanted) != set(self.runtime) or set(wanted) != set(self.files):
             return False
@@ -805,7 +897,8 @@ class FirewalldBackend(Backend):
             return bool(self.runtime or self.files)
         return (any(fields is not None for fields in self.permanent.values())
                 or any(fields is not None and fields['rich_rules'] for fields in self.runtime.values())
-                or any(fields is not None for fields in self.ipsets_permanent.values()))
+                or any(fields is not None for fields in self.ipsets_permanent.values())
+                or bool(self.direct_runtime or self.direct_permanent))
 
     # -- writing -------------------------------------------------------------------
     def plan(self, rules):
@@ -828,6 +921,9 @@ class FirewalldBackend(Backend):
             changes[policy] = {'permanent': permanent, 'runtime': runtime, 'wanted': settings,
                                'reload': needs_reload(runtime, settings)}
         ipset_changes = self._ipset_changes(self.desired_ipsets(rules))
+        wanted_direct = direct_nat_rules(rules)
+        direct = {'wanted': sorted(wanted_direct),
+                  'changed': self.direct_runtime != wanted_direct or self.direct_permanent != wanted_direct}
         reload = any(change['reload'] for change in list(changes.values()) + list(ipset_changes.values()))
         lines = ['# lync-xmpp-federation: firewalld policies and ipsets through its D-Bus API, runtime and permanent%s'
                  % (', then one reload that keeps every runtime-only entry' if reload else ' (no reload)')]
@@ -849,7 +945,12 @@ class FirewalldBackend(Backend):
                          % (verb, policy, settings['priority'], settings['target'],
                             ' '.join(settings['ingress_zones']), ' '.join(settings['egress_zones'])))
             lines += ['%s %s' % (policy, text) for text in settings['rich_rules']]
-        payload = {'changes': changes, 'ipsets': ipset_changes, 'reload': reload}
+        if direct['changed']:
+            lines.append('# direct rules of ours (translations), runtime and permanent: %d' % len(wanted_direct))
+            lines += ['%s -t %s -A %s %s' % (item[0], item[1], item[2],
+                                             ' '.join('"%s"' % word if ' ' in word else word for word in item[4]))
+                      for item in direct['wanted']]
+        payload = {'changes': changes, 'ipsets': ipset_changes, 'reload': reload, 'direct': direct}
         return Transaction([('firewalld policies', '\n'.join(lines) + '\n', payload)])
 
     def _ipset_changes(self, wanted):
@@ -883,6 +984,30 @@ class FirewalldBackend(Backend):
                 self._apply_with_reload(payload)
             else:
                 self._apply_live(payload)
+            if payload['direct']['changed']:
+                self._apply_direct(set(payload['direct']['wanted']))
+
+    def _apply_direct(self, wanted):
+        """Our translations as direct rules, runtime and permanent, without a reload; read again here, since a reload
+        of this run rebuilt the runtime ones from the permanent configuration."""
+        api, done = self.api, []
+        runtime = set(item for item in self._call('listing runtime direct rules', api.runtime_direct_rules)
+                      if direct_rule_is_ours(item))
+        permanent = set(item for item in self._call('listing permanent direct rules', api.permanent_direct_rules)
+                        if direct_rule_is_ours(item))
+        try:
+            for side, now, add, remove in (
+                    ('permanent', permanent, api.add_permanent_direct_rule, api.remove_permanent_direct_rule),
+                    ('runtime', runtime, api.add_runtime_direct_rule, api.remove_runtime_direct_rule)):
+                for item in sorted(now - wanted):
+                    self._step(done, 'removing %s direct rule %s' % (side, ' '.join(item[4])), remove, (item,),
+                               lambda item=item, add=add: add(item))
+                for item in sorted(wanted - now):
+                    self._step(done, 'adding %s direct rule %s' % (side, ' '.join(item[4])), add, (item,),
+                               lambda item=item, remove=remove: remove(item))
+        except BackendError as error:
+            raise BackendError('%s; %s%s' % (error, self._undo(done), ' (policies and ipsets of this run stay applied)'
+                                             if self.reloaded else ''))
 
     def _step(self, done, what, function, args, undo):
         """One change through the binding; on success ``undo`` (a callable putting the previous state back) is kept."""
@@ -984,12 +1109,16 @@ class FirewalldBackend(Backend):
                                 % ', '.join(self.restored))
 
     def _restore(self, before):
+        # Our own direct rules (translations) are this run's to set, after the reload, not runtime state to restore.
+        before['direct rules'] = [item for item in before['direct rules'] if not direct_rule_is_ours(item)]
         after = self._call('reading the runtime configuration', self.api.runtime_snapshot, set())
+        after['direct rules'] = [item for item in after['direct rules'] if not direct_rule_is_ours(item)]
         for kind in ('policies', 'ipsets'):
             after[kind] = dict((name, fields) for name, fields in after[kind].items() if name in before[kind])
         restored = self._call('putting runtime-only entries back', self.api.restore_runtime, before, after)
         check = self._call('reading the runtime configuration', self.api.runtime_snapshot, set())
         check['ipsets'] = dict((name, entries) for name, entries in check['ipsets'].items() if name in before['ipsets'])
+        check['direct rules'] = [item for item in check['direct rules'] if not direct_rule_is_ours(item)]
         lost = [kind for kind in ('zones', 'ipsets', 'direct chains', 'direct rules', 'direct passthroughs')
                 if check[kind] != before[kind]]
         lost += ['policy %s' % name for name, fields in before['policies'].items()

@@ -277,12 +277,15 @@ def test_a_failed_reload_puts_our_files_back_and_reloads_them(tmp_path):
     assert host.writes() == [['--check-config'], ['--reload'], ['--reload']]
 
 
-def test_translation_and_persist_false_are_refused_before_anything_is_read(tmp_path):
+def test_translation_without_the_binding_and_persist_false_are_refused_before_anything_changes(tmp_path):
     host = RecordedFirewalld(tmp_path, 'admin')
     nat = normalize_rules([{'name': 'dnat', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.62'],
                             'nat': 'dnat', 'nat_to': '198.51.100.10'}])
-    with pytest.raises(BackendError, match="rule 'dnat' translates addresses .*backend nftables or iptables"):
+    with pytest.raises(BackendError, match="rule 'dnat' translates addresses .*install python3-firewall; nothing was "
+                                           "changed"):
         converge(backend_for(host, tmp_path), nat, 'present', True, False)
+    assert host.calls == [['--list-all-policies']] and host.files() == {}
+    host.calls = []
     with pytest.raises(BackendError, match='persist=false cannot be honoured'):
         converge(backend_for(host, tmp_path, persist=False), RULES, 'present', False, False)
     assert host.calls == []

@@ -44,7 +44,8 @@ OURS = ('lync-xmpp-fwd', 'lync-xmpp-in', 'lync-xmpp-out')
 RUNTIME_FIXED = ('version', 'short', 'description', 'target')
 WRITES = ('set_runtime_policy', 'set_permanent_policy', 'add_permanent_policy', 'remove_permanent_policy', 'reload',
           'restore_runtime', 'set_runtime_entries', 'set_permanent_entries', 'add_permanent_ipset',
-          'remove_permanent_ipset')
+          'remove_permanent_ipset', 'add_runtime_direct_rule', 'remove_runtime_direct_rule', 'add_permanent_direct_rule',
+          'remove_permanent_direct_rule')
 
 
 def fixture(name):
@@ -163,6 +164,34 @@ class RecordedBinding(object):
     def remove_permanent_policy(self, name):
         self._call('remove_permanent_policy', name)
         del self.permanent['policies'][name]
+
+    # direct rules
+    def runtime_direct_rules(self):
+        self._call('runtime_direct_rules')
+        return list(self.runtime['direct rules'])
+
+    def permanent_direct_rules(self):
+        self._call('permanent_direct_rules')
+        return list(self.permanent['direct rules'])
+
+    def _direct(self, side, item, add):
+        self._call('%s_%s_direct_rule' % ('add' if add else 'remove', side), item)
+        state = self.runtime if side == 'runtime' else self.permanent
+        rules = set(state['direct rules'])
+        assert (item not in rules) if add else (item in rules), 'firewalld refuses ALREADY_ENABLED / NOT_ENABLED'
+        state['direct rules'] = sorted(rules | set([item]) if add else rules - set([item]))
+
+    def add_runtime_direct_rule(self, item):
+        self._direct('runtime', item, True)
+
+    def remove_runtime_direct_rule(self, item):
+        self._direct('runtime', item, False)
+
+    def add_permanent_direct_rule(self, item):
+        self._direct('permanent', item, True)
+
+    def remove_permanent_direct_rule(self, item):
+        self._direct('permanent', item, False)
 
     # what a reload discards
     def runtime_snapshot(self, skip_policies):
@@ -441,3 +470,45 @@ def test_an_ipset_named_like_ours_without_our_mark_is_refused_naming_it(tmp_path
     with pytest.raises(OwnershipError, match='firewalld ipset %s is named like ours but is not ours' % name):
         converge(backend_for(binding, tmp_path), SET_RULES, 'present', True, False)
     assert binding.writes() == []
+
+
+# -- translations as direct rules of ours ----------------------------------------------------
+
+NAT_RULES = normalize_rules([
+    {'name': 'xmpp-dnat', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.11'], 'nat': 'dnat',
+     'nat_to': '198.51.100.18', 'comment': 'public to Edge'},
+    {'name': 'xmpp-snat', 'direction': 'forward', 'ports': [5269], 'source': ['198.51.100.18'], 'nat': 'snat',
+     'nat_to': '198.51.100.11', 'comment': 'Edge to public'},
+    {'name': 'xmpp-fwd', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.18']},
+])
+DNAT = ('ipv4', 'nat', 'PREROUTING', 0, ('-d', '198.51.100.11/32', '-p', 'tcp', '-m', 'tcp', '--dport', '5269', '-m',
+                                         'comment', '--comment', 'lync-xmpp:xmpp-dnat: public to Edge', '-j', 'DNAT',
+                                         '--to-destination', '198.51.100.18'))
+
+
+def test_translations_are_direct_rules_of_ours_in_runtime_and_permanent_without_a_reload(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    wanted = normalize_rules(list(RULES) + list(NAT_RULES))
+    bans = banned_in(binding.runtime)
+    result = converge(backend_for(binding, tmp_path), wanted, 'present', True, False)
+    assert result['changed'] and not result['firewalld_reloaded']
+    assert DNAT in binding.runtime['direct rules'] and DNAT in binding.permanent['direct rules']
+    assert 'ipv4 -t nat -A POSTROUTING -s 198.51.100.18/32' in result['script']
+    # Only the forward accept is a rich rule: a translation is never one.
+    assert all('198.51.100.11' not in rule for rule in binding.runtime['policies']['lync-xmpp-fwd']['rich_rules'])
+    assert banned_in(binding.runtime) == (bans[0], bans[1]), 'fail2ban\'s direct rule stays'
+    again = converge(backend_for(binding, tmp_path), wanted, 'present', True, False)
+    assert not again['changed'] and again['before'] == wanted
+    result = converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert result['changed'] and DNAT not in binding.runtime['direct rules'] + binding.permanent['direct rules']
+    assert banned_in(binding.runtime) == bans
+
+
+def test_a_failed_direct_rule_puts_the_ones_added_before_it_back(tmp_path):
+    binding = RecordedBinding('binding-applied.json', fail={'add_runtime_direct_rule': 'INVALID_RULE'})
+    before = copy.deepcopy((binding.runtime['direct rules'], binding.permanent['direct rules']))
+    with pytest.raises(BackendError, match='adding runtime direct rule .* failed: INVALID_RULE; the previous runtime '
+                                           'and permanent settings are back'):
+        converge(backend_for(binding, tmp_path), normalize_rules(list(RULES) + list(NAT_RULES)), 'present', True,
+                 False)
+    assert (binding.runtime['direct rules'], binding.permanent['direct rules']) == before
