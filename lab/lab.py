@@ -505,7 +505,8 @@ def without_ours(ruleset):
             if line == skip_until:
                 skip_until = None
             continue
-        if re.match(r'(table|chain) ', stripped) and OURS.search(stripped.split('{')[0]) and stripped.endswith('{'):
+        # A set of ours (a firewalld ipset holding a long partner list) is a block of its own, as a chain is.
+        if re.match(r'(table|chain|set) ', stripped) and OURS.search(stripped.split('{')[0]) and stripped.endswith('{'):
             skip_until = line[:len(line) - len(line.lstrip())] + '}'
             continue
         if OURS.search(line):
@@ -681,6 +682,13 @@ def write_inventory(state, path, extra_vars):
     role_vars = inventory['all']['vars']
     if state['options']['narrow_partners']:
         role_vars['xmpp_firewall_partner_networks'] = [ip_of(state, 'partner', 'ext', f) for f in families]
+        if state['options'].get('fail2ban'):
+            # Listed partners that fail2ban bans: the ban, not the narrowing, must be what blocks them.
+            role_vars['xmpp_firewall_partner_networks'] += [address(state['slot'], 'ext', offset, 4)
+                                                            for _jail, _action, offset in FAIL2BAN_BANS]
+        # A long partner list (documentation prefixes no lab host has), so that the firewalls match it through sets.
+        role_vars['xmpp_firewall_partner_networks'] += ['2001:db8:f%03x:%x::/64' % (index // 65536, index % 65536)
+                                                        for index in range(state['options'].get('partner_prefixes', 0))]
     if state['options']['restrict_internal_sources']:
         role_vars['xmpp_firewall_restrict_internal_sources'] = True
     for edge in edges(state):
@@ -713,7 +721,8 @@ def command_up(args):
     options = {'edges': args.edges, 'front_ends': args.front_ends, 'firewall': args.firewall,
                'ipv6': args.ipv6, 'nat': args.nat, 'fail2ban': args.fail2ban,
                'listen_seconds': args.listen_minutes * 60,
-               'narrow_partners': args.narrow_partners, 'restrict_internal_sources': args.restrict_internal_sources}
+               'narrow_partners': args.narrow_partners, 'restrict_internal_sources': args.restrict_internal_sources,
+               'partner_prefixes': args.partner_prefixes}
     state = {'run_id': secrets.token_hex(3), 'run_dir': os.path.abspath(args.run_dir), 'options': options,
              'networks': [], 'containers': [], 'hosts': plan_hosts(options)}
     save_state(state)
@@ -931,6 +940,8 @@ def main():
                          '(a zone rich rule, a direct rule on an ipset), and prove they stay blocked and are kept')
     up.add_argument('--narrow-partners', action='store_true',
                     help='set xmpp_firewall_partner_networks to the partner, and prove a non-partner is refused')
+    up.add_argument('--partner-prefixes', type=int, default=0, metavar='N',
+                    help='with --narrow-partners: N more partner prefixes (2001:db8:f000::/36, no lab host in them)')
     up.add_argument('--restrict-internal-sources', action='store_true',
                     help='set xmpp_firewall_restrict_internal_sources, and prove a non-Front-End is refused')
     up.add_argument('--listen-minutes', type=int, default=30, help='the listeners exit after this long')

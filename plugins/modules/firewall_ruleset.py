@@ -75,8 +75,16 @@ description:
   - "firewalld without the binding: a warning says so and the run falls back to C(firewall-cmd): policy files of
     ours in C(/etc/firewalld/policies/), checked with C(firewall-cmd --check-config) and applied by one
     C(firewall-cmd --reload). Because that reload would discard runtime-only changes, such a run is refused while
-    the runtime zones, policies (ours aside), direct rules or ipsets differ from the permanent ones. Translation
-    rules and O(persist=false) are refused on firewalld."
+    the runtime zones, policies (ours aside), direct rules or ipsets differ from the permanent ones; every address
+    is a rich rule of its own there, and translation rules are refused. O(persist=false) is refused on firewalld."
+  - "firewalld, long address lists (version_added 1.1.0): a source or destination list of four networks or more is
+    one firewalld ipset of ours (C(lync-xmpp-src-*) or C(lync-xmpp-dst-*), C(hash:net), its description naming the
+    rule and carrying our mark) matched by one rich rule per port span; its entries change in runtime and permanent
+    configuration without a reload, and it goes with O(state=absent)."
+  - "firewalld, translations (version_added 1.1.0): rich rules only masquerade, so an Edge behind NAT gets firewalld
+    direct rules of ours in the nat table (C(PREROUTING) DNAT to the Edge, C(POSTROUTING) SNAT to its public
+    address), in the iptables rule format with our rule mark in their comment, written in runtime and permanent
+    configuration (C(/etc/firewalld/direct.xml)) without a reload."
   - "ufw: the iptables chains above, entered from ufw's own C(ufw-before-input), C(ufw-before-output) and
     C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in
     C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
