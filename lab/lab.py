@@ -466,7 +466,11 @@ def listener_ports(role):
 
 def listing_script(firewall):
     if firewall == 'firewalld':
-        return 'nft list ruleset\nfor f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"; done\n' % FIREWALLD_FILES
+        # nft lists the rules firewalld's direct interface writes into iptables-nft's nat tables (the collection's
+        # translations) without their comments, so those tables are listed by iptables-save, with our rule mark.
+        return ("nft list ruleset | awk '/^table ip6? nat [{]/ {skip=1} !skip {print} skip && /^[}]/ {skip=0}'\n"
+                'for save in iptables-save ip6tables-save; do $save -t nat 2>/dev/null; done\n'
+                'for f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"; done\n' % FIREWALLD_FILES)
     if firewall == 'ufw':
         return ('iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n'
                 'for f in %s; do echo "=== $f"; cat "$f"; done\n' % UFW_FILES)
