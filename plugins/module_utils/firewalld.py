@@ -14,28 +14,41 @@ objects of ours (firewalld 0.9 or later), one per section in use:
     out      lync-xmpp-out   ingress HOST -> egress ANY    (traffic from the host)
     forward  lync-xmpp-fwd   ingress ANY  -> egress ANY    (traffic through the host)
 
-Each has priority -100, so it is consulted before the zones (whose default
-target rejects), and target CONTINUE, so traffic it does not match goes on to
-the zones as before.  Each kernel rule of the model is one rich rule.
-firewalld sorts a policy's plain rich rules into deny-before-allow chains;
-rich rules with a priority keep their order instead, so ours carry
-priorities in the order of the rules' names, as on the other backends.
+Each has priority 1 and target CONTINUE: firewalld consults a policy of
+positive priority inside each zone's chain, after the zone's own rules (its
+deny and allow rich rules, where fail2ban's firewallcmd-rich-rules action
+bans), so a banned source stays blocked on our ports; traffic a policy of ours
+does not match goes on to the zone's target as before.  Each kernel rule of
+the model is one rich rule.  firewalld sorts a policy's plain rich rules into
+deny-before-allow chains; rich rules with a priority keep their order instead,
+so ours carry priorities in the order of the rules' names, as on the other
+backends.  A source or destination list of SET_MIN_ADDRESSES networks or more
+is one hash:net ipset of ours, matched by one rich rule.  Translations are
+direct rules of ours in the nat table (see DIRECT_NAT_CHAINS).
 
-The live state is read once (``firewall-cmd --list-all-policies``, the
-runtime) beside our own files in firewalld's permanent configuration.  The
-transaction is: write our policy files, ``firewall-cmd --check-config``, then
-one ``firewall-cmd --reload``, which firewalld applies as a whole; on any
-failure our files are put back (and reloaded).  A reload also replaces
-whatever the admin (or a tool such as fail2ban) changed at runtime only, so
-before reloading, the runtime zones, policies (ours aside), direct rules and
-passthroughs and ipsets are compared with the permanent ones, and a
-difference refuses the run, naming what differs.
+Through firewalld's own Python binding over D-Bus (``FirewalldApi``), the live
+state is read once (policies, ipsets and direct rules, runtime and permanent),
+and a change goes into the runtime and the permanent configuration at once,
+without a reload, so that runtime-only entries (fail2ban's bans, an admin's
+``firewall-cmd --add-...``) are never touched.  firewalld creates and removes
+policies and ipsets only in its permanent configuration: such a run reloads
+once, after taking every runtime-only entry (zones, other policies, ipset
+entries, direct chains, rules, passthroughs), and puts back and checks what
+the reload dropped.  Every step keeps its undo; a failure undoes the steps
+before it, so that runtime and permanent configuration never disagree because
+of a half-done run.
 
-firewalld keeps policies only in its permanent configuration, so the rules
-are persistent by construction: ``persist: false`` is refused.  Rich rules
-cannot translate a source to a chosen address, and a destination translation
-to another host in a policy needs a newer firewalld than most hosts run, so
-translation rules are refused too (use nftables or iptables on that firewall).
+Where the binding cannot be imported, the run says so and falls back to
+``firewall-cmd``: our policy files in firewalld's permanent configuration,
+``firewall-cmd --check-config``, then one ``firewall-cmd --reload``; on any
+failure our files are put back (and reloaded).  Since that reload would
+discard runtime-only state, the runtime zones, policies (ours aside), direct
+rules and passthroughs and ipsets are compared with the permanent ones first,
+and a difference refuses the run, naming what differs.  The fallback writes
+every address as a rich rule and refuses translations.
+
+firewalld creates policies only in its permanent configuration, so the rules
+are persistent by construction: ``persist: false`` is refused.
 """
 
 from __future__ import absolute_import, division, print_function
