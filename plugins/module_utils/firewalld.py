@@ -431,9 +431,18 @@ def comparable_settings(settings, runtime):
     return out
 
 
+# What firewalld takes from the permanent configuration only at a reload: its runtime update leaves the target out, and
+# (firewalld 1.3.3, seen in the lab) keeps a running policy's priority and zones as they were, without an error.
+RELOAD_ONLY_FIELDS = ('target', 'priority', 'ingress_zones', 'egress_zones')
+
+
 def needs_reload(runtime, wanted):
-    """A policy firewalld does not run yet, or one whose target differs, changes only with a reload."""
-    return runtime is None or wanted is None or runtime.get('target') != wanted.get('target')
+    """A policy firewalld does not run yet, or one whose target, priority or zones differ, changes only with a reload
+    (the upgrade from priority -100 is one)."""
+    if runtime is None or wanted is None:
+        return True
+    return any(comparable_settings({field: runtime.get(field)}, False) != comparable_settings({field: wanted[field]}, False)
+               for field in RELOAD_ONLY_FIELDS)
 
 
 def frozen(item):
@@ -864,7 +873,7 @@ class FirewalldBackend(Backend):
                 return False
             if comparable_settings(self.runtime[policy], True) != comparable_settings(settings, True):
                 return False
-            if self.runtime[policy].get('target') != settings['target']:
+            if needs_reload(self.runtime[policy], settings):
                 return False
         return True
 
@@ -1117,8 +1126,9 @@ class FirewalldBackend(Backend):
                 back = 'reloading them failed too (%s): check firewalld' % again
             raise BackendError('%s; %s, %s' % (error, undone, back))
         if self.restored:
-            self.notices.append('firewalld: creating or removing a policy or ipset of ours needs a reload; these '
-                                'runtime-only entries were put back as they were before it: %s'
+            self.notices.append('firewalld: creating or removing a policy or ipset of ours, or moving a policy to another '
+                                'priority, target or zones, needs a reload; these runtime-only entries were put back as '
+                                'they were before it: %s'
                                 % ', '.join(self.restored))
 
     def _restore(self, before):

@@ -41,7 +41,8 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'firewalld')
 OURS = ('lync-xmpp-fwd', 'lync-xmpp-in', 'lync-xmpp-out')
-RUNTIME_FIXED = ('version', 'short', 'description', 'target')
+# What firewalld 1.3.3 leaves as it was when a running policy's settings are set at runtime (seen in the lab).
+RUNTIME_FIXED = ('version', 'short', 'description', 'target', 'priority', 'ingress_zones', 'egress_zones')
 WRITES = ('set_runtime_policy', 'set_permanent_policy', 'add_permanent_policy', 'remove_permanent_policy', 'reload',
           'restore_runtime', 'set_runtime_entries', 'set_permanent_entries', 'add_permanent_ipset',
           'remove_permanent_ipset', 'add_runtime_direct_rule', 'remove_runtime_direct_rule', 'add_permanent_direct_rule',
@@ -296,6 +297,17 @@ def test_a_change_goes_into_runtime_and_permanent_without_a_reload(tmp_path):
     again = RecordedBinding('binding-applied.json')
     again.runtime, again.permanent = binding.runtime, binding.permanent
     assert not converge(backend_for(again, tmp_path), wanted, 'present', True, False)['changed']
+
+
+def test_policies_of_1_0_0_at_priority_minus_100_move_after_the_zones_with_one_reload(tmp_path):
+    binding = RecordedBinding('binding-applied.json')
+    for side in (binding.runtime, binding.permanent):
+        for policy in OURS:
+            side['policies'][policy]['priority'] = -100
+    result = converge(backend_for(binding, tmp_path), RULES, 'present', True, False)
+    assert result['changed'] and result['firewalld_reloaded'] and ('reload',) in binding.writes()
+    assert all(binding.runtime['policies'][policy]['priority'] == POLICY_PRIORITY for policy in OURS)
+    assert not converge(backend_for(binding, tmp_path), RULES, 'present', True, False)['changed']
 
 
 def test_check_mode_compares_and_writes_nothing(tmp_path):
