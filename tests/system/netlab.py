@@ -112,11 +112,13 @@ class Namespace(object):
         self._wrappers.append(path)
         return path
 
-    def listen(self, address, ports, seconds=120):
-        """Accept TCP connections on ``ports`` for at most ``seconds`` (a bounded listener)."""
+    def listen(self, address, ports, seconds=120, answer=b''):
+        """Accept TCP connections on ``ports`` for at most ``seconds`` (a bounded listener); with ``answer``, read
+        what the client sends first and answer it (a server's greeting, for protocol probes)."""
         code = textwrap.dedent('''
             import selectors, socket, sys, time
             address, ports, deadline = sys.argv[1], sys.argv[2].split(','), time.time() + float(sys.argv[3])
+            answer = bytes.fromhex(sys.argv[4])
             family = socket.AF_INET6 if ':' in address else socket.AF_INET
             selector = selectors.DefaultSelector()
             for port in ports:
@@ -129,10 +131,17 @@ class Namespace(object):
             while time.time() < deadline:
                 for key, _ in selector.select(timeout=0.5):
                     connection, _ = key.fileobj.accept()
+                    if answer:
+                        connection.settimeout(2)
+                        try:
+                            connection.recv(4096)
+                            connection.sendall(answer)
+                        except OSError:
+                            pass
                     connection.close()
         ''')
         proc = subprocess.Popen(['ip', 'netns', 'exec', self.name, sys.executable, '-c', code, address,
-                                 ','.join(str(port) for port in ports), str(seconds)],
+                                 ','.join(str(port) for port in ports), str(seconds), answer.hex()],
                                 stdout=subprocess.PIPE, universal_newlines=True)
         if proc.stdout.readline().strip() != 'ready':
             proc.kill()

@@ -57,30 +57,9 @@ HARDENED = textwrap.dedent('''\
     }
     ''')
 
-# Answers an XMPP s2s stream header with one of its own, as any XMPP server does; bounded in time.
-XMPP_RESPONDER = textwrap.dedent('''
-    import selectors, socket, sys, time
-    deadline = time.time() + float(sys.argv[2])
-    selector = selectors.DefaultSelector()
-    for address in sys.argv[3:]:
-        listener = socket.socket(socket.AF_INET6 if ':' in address else socket.AF_INET)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((address, int(sys.argv[1])))
-        listener.listen(16)
-        selector.register(listener, selectors.EVENT_READ)
-    print('ready', flush=True)
-    while time.time() < deadline:
-        for key, _ in selector.select(timeout=0.5):
-            connection, _ = key.fileobj.accept()
-            connection.settimeout(2)
-            try:
-                connection.recv(4096)
-                connection.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-                                   b"xmlns:stream='http://etherx.jabber.org/streams' id='t' version='1.0'>")
-            except OSError:
-                pass
-            connection.close()
-''')
+# What any XMPP server answers to an s2s stream header: one of its own.
+XMPP_HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+               b"xmlns:stream='http://etherx.jabber.org/streams' id='t' version='1.0'>")
 
 
 class VerifyEstate(object):
@@ -144,8 +123,9 @@ class VerifyEstate(object):
 
     def start_services(self):
         edge, partner, fe = self.ns['edge1'], self.ns['partner1'], self.ns['fe1']
-        self.responder(edge, 5269, EDGE_EXT4, EDGE_EXT6)
-        self.responder(partner, 5269, PARTNER4, PARTNER6)
+        for namespace, addresses in ((edge, (EDGE_EXT4, EDGE_EXT6)), (partner, (PARTNER4, PARTNER6))):
+            for address_ in addresses:
+                namespace.listen(address_, [5269], seconds=400, answer=XMPP_HEADER)
         # Behind each port that must stay blocked, something that would answer: a block is then a real one.
         edge.listen(EDGE_EXT4, [5270, 23456], seconds=400)
         edge.listen(EDGE_EXT6, [5270, 23456], seconds=400)
@@ -153,12 +133,6 @@ class VerifyEstate(object):
         fe.listen(FE4, [23456], seconds=400)
         fe.listen(FE6, [23456], seconds=400)
         self.start_mtls()
-
-    def responder(self, namespace, port, *addresses):
-        proc = subprocess.Popen(['ip', 'netns', 'exec', namespace.name, sys.executable, '-c', XMPP_RESPONDER,
-                                 str(port), '400'] + list(addresses), stdout=subprocess.PIPE, universal_newlines=True)
-        assert proc.stdout.readline().strip() == 'ready'
-        namespace._processes.append(proc)
 
     def start_mtls(self):
         """openssl s_server on the Edge internal address, requiring a client certificate (row 3 as mutual TLS)."""
