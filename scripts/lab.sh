@@ -3,12 +3,18 @@
 # (system packages, the venv, the collections, the lab image), starts the lab
 # (partner, external firewall, Edge, internal firewall, Front End as podman
 # containers on isolated networks, each with an admin's default-drop
-# baseline), applies lync.xmpp_federation.site to it, proves every flow with
-# real TCP connections (the collection's verify playbook, then the lab's full
-# table: documented row, from, to, port, expected, observed, including what
-# must stay blocked, foreign rules, counters, and a reload of every firewall
-# from its persisted configuration), and tears the lab down, leaving nothing
-# running. Exits non-zero with the reason on any failure.
+# baseline), shows that a real XMPP federation fails against that baseline,
+# applies lync.xmpp_federation.site, proves every flow of the collection's
+# flow model with real TCP connections (the collection's verify playbook, then
+# the lab's full table: documented row, from, to, port, expected, observed,
+# including what must stay blocked, foreign rules, counters, and a reload of
+# every firewall from its persisted configuration), runs the real federation
+# (Prosody on the partner and the Edge, a message each way over s2s with
+# dialback, IPv4 and IPv6) and row 3 as mutual TLS (openssl, a client
+# certificate required), removes everything with lync.xmpp_federation.remove,
+# proves the baseline is back and the federation fails again, and tears the
+# lab down, leaving nothing running. Exits non-zero with the reason on any
+# failure.
 #
 #   bash scripts/lab.sh                 one Edge, one Front End, IPv4 and IPv6
 #   bash scripts/lab.sh --nat --edges 2 extra options go to lab/lab.py up
@@ -49,6 +55,10 @@ say "building or reusing the image, starting the lab"
 python3 lab/lab.py up --run-dir "$run_dir" --inventory "$inventory" --ipv6 "$@" \
   || fail "the lab did not start (see the message above)"
 
+say "before the rules: a real XMPP federation and the gateway's mutual TLS must fail (the admin's baseline)"
+python3 lab/lab.py federation --run-dir "$run_dir" --state absent \
+  || fail "something got through the admin's baseline before lync.xmpp_federation.site ran (FAIL rows above)"
+
 say "applying lync.xmpp_federation.site"
 ansible-playbook lync.xmpp_federation.site --inventory "$inventory" \
   || fail "ansible-playbook lync.xmpp_federation.site failed (see the task output above)"
@@ -57,6 +67,20 @@ say "proving the documented flows with lync.xmpp_federation.verify"
 ansible-playbook lync.xmpp_federation.verify --inventory "$inventory" \
   || fail "lync.xmpp_federation.verify found a documented flow closed (see its table above)"
 
-say "proving every flow and every block with real traffic"
+say "proving every flow of the flow model and every block with real traffic"
 python3 lab/lab.py proof --run-dir "$run_dir" \
   || fail "the lab proof failed (the rows marked FAIL above)"
+
+say "a real XMPP federation: partner to Edge and back over s2s (dialback), IPv4 and IPv6; the gateway's mutual TLS"
+python3 lab/lab.py federation --run-dir "$run_dir" --state present \
+  || fail "the federation or the gateway's mutual TLS failed with the rules applied (FAIL rows above)"
+
+say "removing everything of ours with lync.xmpp_federation.remove"
+ansible-playbook lync.xmpp_federation.remove --inventory "$inventory" \
+  || fail "ansible-playbook lync.xmpp_federation.remove failed (see the task output above)"
+
+say "after remove: the admin's baseline byte for byte, every flow blocked, and the federation fails again"
+python3 lab/lab.py proof --run-dir "$run_dir" --state absent \
+  || fail "after remove, the baseline is not back or a flow is still open (FAIL rows above)"
+python3 lab/lab.py federation --run-dir "$run_dir" --state absent \
+  || fail "after remove, something still got through (FAIL rows above)"
