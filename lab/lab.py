@@ -922,11 +922,29 @@ def prosody_start_script(state, name, domains, ports, peers, users):
 
 
 def s2s_connections(state, name, port):
-    """The established s2s connections of a host, as 'local -> peer' (an SNAT shows up as the peer address)."""
+    """The established s2s connections of a host: [(local address, local port, peer address, peer port)]."""
     listed = in_container(state, name, 'ss -Htn state established "( sport = :%d or dport = :%d )"' % (port, port),
                           check=False).stdout
-    return sorted('%s -> %s' % (fields[-2], fields[-1]) for fields in (line.split() for line in listed.splitlines())
-                  if len(fields) >= 2)
+    connections = []
+    for fields in (line.split() for line in listed.splitlines()):
+        if len(fields) >= 2:
+            ends = [re.match(r'\[?(.*?)\]?:(\d+)$', end).groups() for end in fields[-2:]]
+            connections.append((ends[0][0], int(ends[0][1]), ends[1][0], int(ends[1][1])))
+    return sorted(connections)
+
+
+def arrival_rows(pairs, connections, present):
+    """The Edge's own s2s connection (row 2's direction) must reach the partner from the address the partner knows
+    the Edge by: its external address, or behind NAT its public one (the firewall's SNAT)."""
+    rows = []
+    for edge, family, seen, partner, port in pairs:
+        peers = sorted(set(peer for local, local_port, peer, _peer_port in connections
+                           if local == partner and local_port == port))
+        expected = 'from %s' % seen if present else 'none'
+        rows.append(dict(row='s2s from the Edge IPv%d' % family, source=edge, to='partner %s' % partner, port=str(port),
+                         expected=expected, observed='from %s' % ', '.join(peers) if peers else 'none',
+                         ok=(seen in peers) if present else not peers))
+    return rows
 
 
 def mtls_targets(state):
@@ -1080,13 +1098,15 @@ def command_federation(args):
             sessions = [pool.submit(mtls_rows, state, target, present) for target in targets]
             rows = exchange.result() + [row for session in sessions for row in session.result()]
         connections = s2s_connections(state, 'partner', ports[0])
+        rows += arrival_rows(pairs, connections, present)
     finally:
         stop = STOP_PID_FILE + ''.join('stop_pid_file %s\n' % pid for pid in (
             '/run/lab-prosody.lab-pid', '/run/lab-echo.pid')) + 'for f in /run/lab-mtls-*.pid; do stop_pid_file "$f"; done\n'
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda name: in_container(state, name, stop + listener_start_script(state, name)), swapped))
     print_table(rows)
-    print('s2s connections the partner had open: %s' % (', '.join(connections) or 'none'))
+    print('s2s connections the partner had open: %s'
+          % (', '.join('%s -> %s' % (bracketed(*item[:2]), bracketed(*item[2:])) for item in connections) or 'none'))
     failed = [row for row in rows if not row['ok']]
     with open(os.path.join(args.run_dir, 'federation-%s.json' % args.state), 'w') as handle:
         json.dump(rows, handle, indent=1)
