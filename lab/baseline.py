@@ -19,32 +19,41 @@ IPTABLES_SAVE_FILES = ('/etc/iptables/rules.v4', '/etc/iptables/rules.v6')
 SERVER_ROLES = ('edge', 'front_end')
 
 
-def nft_baseline(role):
-    """/etc/nftables.conf as an admin would have it: drop by default, SSH, ICMP, established."""
-    server = role in SERVER_ROLES
-    output = ('\t\ttype filter hook output priority filter; policy drop;\n'
-              '\t\tct state established,related accept\n'
-              '\t\toif "lo" accept\n'
-              '\t\tmeta l4proto { icmp, ipv6-icmp } accept\n') if server else \
-        '\t\ttype filter hook output priority filter; policy accept;\n'
-    return ('#!/usr/sbin/nft -f\n'
-            '# The admin\'s baseline of the lab host: default drop, SSH, ICMP, established.\n'
-            'flush ruleset\n\n'
-            'table inet filter {\n'
+def nft_admin_table(server):
+    """The admin's table inet filter: drop by default on input and forward, established, loopback, ICMP (neighbour
+    discovery), SSH; a server (Edge, Front End) also drops what it sends but established, loopback and ICMP."""
+    if server:
+        output = ('\t\ttype filter hook output priority filter; policy drop;\n'
+                  '\t\tct state established,related accept\n'
+                  '\t\toif "lo" accept\n'
+                  '\t\tmeta l4proto { icmp, ipv6-icmp } accept\n')
+    else:
+        output = '\t\ttype filter hook output priority filter; policy accept;\n'
+    return ('table inet filter {\n'
             '\tchain input {\n'
             '\t\ttype filter hook input priority filter; policy drop;\n'
             '\t\tct state established,related accept\n'
             '\t\tiif "lo" accept\n'
-            '\t\tmeta l4proto { icmp, ipv6-icmp } accept\n'
-            '\t\ttcp dport 22 accept\n'
+            '\t\tmeta l4proto { icmp, ipv6-icmp } accept comment "neighbour discovery"\n'
+            '\t\ttcp dport 22 accept comment "admin ssh"\n'
             '\t}\n\n'
             '\tchain forward {\n'
             '\t\ttype filter hook forward priority filter; policy drop;\n'
             '\t\tct state established,related accept\n'
+            '\t\tmeta l4proto ipv6-icmp accept\n'
             '\t}\n\n'
-            '\tchain output {\n' + output +
+            '\tchain output {\n%s'
             '\t}\n'
-            '}\n' + ('' if server else NFT_NAMESAKE))
+            '}\n' % output)
+
+
+def nft_baseline(role):
+    """/etc/nftables.conf as an admin would have it: the admin's table; on the firewalls also a namesake chain."""
+    server = role in SERVER_ROLES
+    header = ('#!/usr/sbin/nft -f\n'
+              '# The admin\'s baseline of the lab host: default drop, SSH, ICMP, established.\n'
+              'flush ruleset\n\n')
+    return header + nft_admin_table(server) + ('' if server else NFT_NAMESAKE)
 
 
 # On the firewalls, an admin's chain that happens to carry one of our names, in a table of the admin's own, where
@@ -88,6 +97,7 @@ NFT_FOREIGN = '''table ip docker {
 
 
 def iptables_baseline(role, family):
+    """iptables-save text of the admin's filter table for one family, as nft_admin_table says it."""
     server = role in SERVER_ROLES
     icmp = 'icmp' if family == 4 else 'ipv6-icmp'
     lines = ['# The admin\'s baseline of the lab host: default drop, SSH, ICMP, established.',
@@ -98,7 +108,7 @@ def iptables_baseline(role, family):
              '-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
              '-A INPUT -i lo -j ACCEPT',
              '-A INPUT -p %s -j ACCEPT' % icmp,
-             '-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+             '-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "admin: ssh" -j ACCEPT',
              '-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT']
     if server:
         lines += ['-A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',

@@ -20,15 +20,27 @@ networks with one subnet, so each lab takes the first free /26 of
 created --internal --disable-dns (no route to or from the machine) and every
 name carries lxE-<run id>-, so that runs never collide.
 
+Every flow comes from the collection's flow model (plugins/module_utils/flows.py, the
+lync.xmpp_federation.flows filter) read on the lab's inventory: which host starts it,
+which address and port it goes to, open or blocked. No row id or port of the matrix is
+written here; the listeners listen on the ports the flows name.
+
 Commands (all take --run-dir, where the lab's state, inventory and snapshots live):
-    up       build the image if needed, create networks and containers, routes,
-             the admin baseline (default-drop policies, established/related,
-             SSH, a foreign docker-like table), listeners; write the inventory
-    proof    real TCP connections for every documented flow and the flows that
-             must stay blocked, foreign rules unchanged, counters of our rules
-             moved, and the flows again after a reload of the persisted
-             configuration; prints one table, exits 1 on any failed check
-    down     remove every container and network of the run
+    up          build the image if needed, create networks and containers, routes,
+                the admin baseline (lab/baseline.py: default-drop policies,
+                established/related, SSH, a foreign docker-like table), listeners,
+                a throwaway PKI; write the inventory
+    proof       real TCP connections for every flow of the model (open and blocked),
+                foreign rules unchanged, counters of our rules moved, and the flows
+                again after a reload of the persisted configuration; or (--state
+                absent) every flow blocked and the baseline back byte for byte;
+                prints one table, exits 1 on any failed check
+    federation  a real XMPP federation: Prosody on the partner and every Edge, a
+                message from the partner to each Edge and the answer back over s2s
+                with dialback, per address family, at the addresses the model names;
+                and the gateway's row as mutual TLS (openssl, client certificate
+                required); --state absent: nothing may get through
+    down        remove every container and network of the run
 """
 
 from __future__ import print_function
@@ -130,7 +142,7 @@ def resolve_addresses(state):
     for host in state['hosts'].values():
         host['addresses'] = {network: {str(family): address(slot, network, offset, family) for family in (4, 6)}
                              for network, offset in host['offsets'].items()}
-        if host['role'] == 'edge' and state['options']['nat']:
+        if host['role'] == 'edge' and host['number'] > state['options']['edges'] - state['options']['nat_edges']:
             # The public address lives on the external firewall's outer interface.
             host['public'] = address(slot, 'ext', 9 + host['number'], 4)
 
@@ -578,7 +590,8 @@ def command_up(args):
         key, value = item.split('=', 1)
         extra_vars[key] = json.loads(value)
     options = {'edges': args.edges, 'front_ends': args.front_ends, 'firewall': args.firewall,
-               'ipv6': args.ipv6, 'nat': args.nat, 'listen_seconds': args.listen_minutes * 60,
+               'ipv6': args.ipv6, 'nat_edges': args.edges if args.nat else min(args.nat_edges, args.edges),
+               'listen_seconds': args.listen_minutes * 60,
                'narrow_partners': args.narrow_partners, 'restrict_internal_sources': args.restrict_internal_sources}
     state = {'run_id': secrets.token_hex(3), 'run_dir': os.path.abspath(args.run_dir), 'options': options,
              'networks': [], 'containers': [], 'hosts': plan_hosts(options)}
@@ -825,6 +838,8 @@ APPLICATION_MTLS = 'XMPP/MTLS'
 DOMAIN = 'lab.example'
 PASSWORD = 'lab-only-secret'
 PKI_DIR = '/etc/lab-pki'
+# Prosody's client port, on the loopback only (lab/guest/xmpp_client.py logs in there): not a port of the matrix.
+C2S_PORT = 5222
 PROSODY_DIR = '/etc/lab-prosody'
 
 
@@ -897,11 +912,12 @@ allow_unencrypted_plain_auth = true
 s2s_require_encryption = false
 s2s_secure_auth = false
 c2s_interfaces = { "127.0.0.1" }
+c2s_ports = { %d }
 s2s_interfaces = { "*", "::" }
 s2s_ports = { %s }
 -- Peers come from /etc/hosts; every other name under example. is answered at once (no SRV time-outs).
 unbound = { hoststxt = true; resolvconf = false; options = { ["local-zone:"] = "example. static" } }
-%s''' % ('; '.join(str(port) for port in ports), hosts)
+%s''' % (C2S_PORT, '; '.join(str(port) for port in ports), hosts)
 
 
 def prosody_start_script(state, name, domains, ports, peers, users):
@@ -914,10 +930,10 @@ def prosody_start_script(state, name, domains, ports, peers, users):
         script += 'prosodyctl --config %s/prosody.cfg.lua register %s %s %s\n' % ((PROSODY_DIR,) + user + (PASSWORD,))
     script += ('setsid prosody --config %s/prosody.cfg.lua -F </dev/null >/var/log/lab-prosody.out 2>&1 &\n'
                'echo $! > /run/lab-prosody.lab-pid\n'
-               'i=0; until ss -Hltn "( sport = :5222 )" | grep -q . && ss -Hltn "( sport = :%d )" | grep -q .; do\n'
+               'i=0; until ss -Hltn "( sport = :%d )" | grep -q . && ss -Hltn "( sport = :%d )" | grep -q .; do\n'
                '  i=$((i+1)); [ $i -lt 100 ] || { echo "prosody did not start on %s:" >&2; '
                'cat /var/log/lab-prosody.* >&2; exit 1; }; sleep 0.1\n'
-               'done\n' % (PROSODY_DIR, ports[0], name))
+               'done\n' % (PROSODY_DIR, C2S_PORT, ports[0], name))
     return script
 
 
@@ -938,12 +954,14 @@ def arrival_rows(pairs, connections, present):
     the Edge by: its external address, or behind NAT its public one (the firewall's SNAT)."""
     rows = []
     for edge, family, seen, partner, port in pairs:
+        # Connections from the other Edges' addresses are theirs: what is left must be this Edge's address.
+        others = set(pair[2] for pair in pairs if pair[0] != edge)
         peers = sorted(set(peer for local, local_port, peer, _peer_port in connections
-                           if local == partner and local_port == port))
+                           if local == partner and local_port == port and peer not in others))
         expected = 'from %s' % seen if present else 'none'
         rows.append(dict(row='s2s from the Edge IPv%d' % family, source=edge, to='partner %s' % partner, port=str(port),
                          expected=expected, observed='from %s' % ', '.join(peers) if peers else 'none',
-                         ok=(seen in peers) if present else not peers))
+                         ok=peers == [seen] if present else not peers))
     return rows
 
 
@@ -958,7 +976,7 @@ def bracketed(address, port):
     return '[%s]:%d' % (address, port) if ':' in address else '%s:%d' % (address, port)
 
 
-MTLS_PING = 'lync-xmpp-gateway-ping'
+MTLS_PING = 'lab-gateway-ping'
 
 
 def mtls_server_script(edge, targets, accepts):
@@ -1130,6 +1148,8 @@ def main():
                          'firewalld, ufw: that on every host but the partner')
     up.add_argument('--ipv6', action='store_true', help='give the Edge and Front End their IPv6 addresses too')
     up.add_argument('--nat', action='store_true', help='publish each Edge through NAT on the external firewall')
+    up.add_argument('--nat-edges', type=int, default=0, metavar='N',
+                    help='publish only the last N Edges through NAT (the main job: one Edge direct, one behind NAT)')
     up.add_argument('--narrow-partners', action='store_true',
                     help='set xmpp_firewall_partner_networks to the partner, and prove a non-partner is refused')
     up.add_argument('--restrict-internal-sources', action='store_true',

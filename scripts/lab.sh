@@ -9,15 +9,17 @@
 # the lab's full table: documented row, from, to, port, expected, observed,
 # including what must stay blocked, foreign rules, counters, and a reload of
 # every firewall from its persisted configuration), runs the real federation
-# (Prosody on the partner and the Edge, a message each way over s2s with
-# dialback, IPv4 and IPv6) and row 3 as mutual TLS (openssl, a client
+# (Prosody on the partner and the Edges, a message each way over s2s with
+# dialback, IPv4, IPv6 and through the NAT) and row 3 as mutual TLS (openssl, a client
 # certificate required), removes everything with lync.xmpp_federation.remove,
 # proves the baseline is back and the federation fails again, and tears the
 # lab down, leaving nothing running. Exits non-zero with the reason on any
 # failure.
 #
-#   bash scripts/lab.sh                 one Edge, one Front End, IPv4 and IPv6
-#   bash scripts/lab.sh --nat --edges 2 extra options go to lab/lab.py up
+#   bash scripts/lab.sh                 two Edges (edge1 direct, edge2 published through
+#                                       NAT on the external firewall), one Front End,
+#                                       IPv4 and IPv6
+#   bash scripts/lab.sh --nat --edges 1 extra options go to lab/lab.py up (later ones win)
 #                                       (--firewall iptables|firewalld|ufw, --front-ends N, ...)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +54,7 @@ trap tear_down EXIT
 trap 'fail "interrupted"' INT TERM
 
 say "building or reusing the image, starting the lab"
-python3 lab/lab.py up --run-dir "$run_dir" --inventory "$inventory" --ipv6 "$@" \
+python3 lab/lab.py up --run-dir "$run_dir" --inventory "$inventory" --ipv6 --edges 2 --nat-edges 1 "$@" \
   || fail "the lab did not start (see the message above)"
 
 say "before the rules: a real XMPP federation and the gateway's mutual TLS must fail (the admin's baseline)"
@@ -71,7 +73,7 @@ say "proving every flow of the flow model and every block with real traffic"
 python3 lab/lab.py proof --run-dir "$run_dir" \
   || fail "the lab proof failed (the rows marked FAIL above)"
 
-say "a real XMPP federation: partner to Edge and back over s2s (dialback), IPv4 and IPv6; the gateway's mutual TLS"
+say "a real XMPP federation: partner to each Edge and back over s2s (dialback), IPv4, IPv6, NAT; the gateway's mutual TLS"
 python3 lab/lab.py federation --run-dir "$run_dir" --state present \
   || fail "the federation or the gateway's mutual TLS failed with the rules applied (FAIL rows above)"
 

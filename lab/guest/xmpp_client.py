@@ -59,7 +59,10 @@ class Session(object):
             raise XmppError('%s: authentication failed (%s)' % (jid, describe(answer)))
         self.open_stream()
         self.expect('{%s}features' % NS_STREAM)
-        self.send("<iq type='set' id='bind'><bind xmlns='%s'><resource>lab</resource></bind></iq>" % NS_BIND)
+        # A resource of its own: one user may send over several sessions at once, and a second session on the
+        # same resource would push the first one off.
+        self.send("<iq type='set' id='bind'><bind xmlns='%s'><resource>lab-%s</resource></bind></iq>"
+                  % (NS_BIND, uuid.uuid4().hex[:12]))
         bound = self.expect('{%s}iq' % NS_CLIENT)
         found = bound.find('.//{%s}jid' % NS_BIND)
         if bound.get('type') != 'result' or found is None:
