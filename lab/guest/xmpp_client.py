@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 C2S = ('127.0.0.1', 5222)
