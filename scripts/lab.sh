@@ -73,7 +73,7 @@ say "proving every flow of the flow model and every block with real traffic"
 python3 lab/lab.py proof --run-dir "$run_dir" \
   || fail "the lab proof failed (the rows marked FAIL above)"
 
-say "a real XMPP federation: partner to each Edge and back over s2s (dialback), IPv4, IPv6, NAT; the gateway's mutual TLS"
+say "a real XMPP federation: partner to each Edge and back over s2s (dialback), per family and through any NAT; the gateway's mutual TLS"
 python3 lab/lab.py federation --run-dir "$run_dir" --state present \
   || fail "the federation or the gateway's mutual TLS failed with the rules applied (FAIL rows above)"
 
