@@ -1098,7 +1098,7 @@ def command_federation(args):
     present = args.state == 'present'
     started = time.time()
     pairs = federation_pairs(state)
-    targets = mtls_targets(state)
+    targets = [] if args.s2s_only else mtls_targets(state)
     ports = sorted(set(pair[4] for pair in pairs))
     setups = federation_setups(state, pairs, ports, args.timeout + 30)
     for name, script in mtls_setups(state, targets).items():
@@ -1132,6 +1132,22 @@ def command_federation(args):
         print('lab federation: %d of %d checks FAILED (%.0fs)' % (len(failed), len(rows), time.time() - started))
         return 1
     print('lab federation (%s): all %d checks passed (%.0fs)' % (args.state, len(rows), time.time() - started))
+    return 0
+
+
+def command_without_outbound(args):
+    """Print extra vars (JSON) for the site playbook: the matrix without the rows of the Edges' own s2s flows."""
+    state = load_state(args.run_dir)
+    if state is None:
+        raise LabError('no lab in %s (run "lab.py up" first)' % args.run_dir)
+    outbound = set(flow['row'] for flow in application_flows(state, APPLICATION_S2S) if flow['from'] in edges(state))
+    if not outbound:
+        raise LabError('the flow model has no %s flow out of an Edge' % APPLICATION_S2S)
+    import yaml
+    with open(ROLE_DEFAULTS) as handle:
+        matrix = dict(yaml.safe_load(handle), **read_inventory(state)['all']['vars'])['xmpp_firewall_matrix']
+    json.dump({'xmpp_firewall_matrix': [row for row in matrix if row['id'] not in outbound]}, sys.stdout, indent=1)
+    log('left out of the matrix: %s' % ', '.join(sorted(outbound)))
     return 0
 
 
@@ -1169,12 +1185,16 @@ def main():
     federation.add_argument('--state', choices=('present', 'absent'), default='present',
                             help='absent: the rules are not there, so no message and no TLS session may get through')
     federation.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for each reply')
+    federation.add_argument('--s2s-only', action='store_true', help='the federation alone, no mutual TLS')
+    without = sub.add_parser('without-outbound', help='print extra vars for the site playbook: the matrix without '
+                             'the rows the Edges\' own s2s flows come from (a control: dialback then fails)')
+    without.add_argument('--run-dir', required=True)
     down = sub.add_parser('down', help='remove the lab')
     down.add_argument('--run-dir', required=True)
     args = parser.parse_args()
     try:
         return {'up': command_up, 'down': command_down, 'proof': command_proof,
-                'federation': command_federation}[args.command](args)
+                'federation': command_federation, 'without-outbound': command_without_outbound}[args.command](args)
     except LabError as error:
         print('lab %s: %s' % (args.command, error), file=sys.stderr)
         return 1

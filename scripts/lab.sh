@@ -11,7 +11,8 @@
 # every firewall from its persisted configuration), runs the real federation
 # (Prosody on the partner and the Edges, a message each way over s2s with
 # dialback, IPv4, IPv6 and through the NAT) and row 3 as mutual TLS (openssl, a client
-# certificate required), removes everything with lync.xmpp_federation.remove,
+# certificate required), shows the federation failing with the Edges' outbound
+# row left out (dialback), removes everything with lync.xmpp_federation.remove,
 # proves the baseline is back and the federation fails again, and tears the
 # lab down, leaving nothing running. Exits non-zero with the reason on any
 # failure.
@@ -76,6 +77,16 @@ python3 lab/lab.py proof --run-dir "$run_dir" \
 say "a real XMPP federation: partner to each Edge and back over s2s (dialback), per family and through any NAT; the gateway's mutual TLS"
 python3 lab/lab.py federation --run-dir "$run_dir" --state present \
   || fail "the federation or the gateway's mutual TLS failed with the rules applied (FAIL rows above)"
+
+say "a control: without the Edges' outbound row the federation must fail (dialback needs both directions)"
+python3 lab/lab.py without-outbound --run-dir "$run_dir" > "$run_dir/without-outbound.json" \
+  || fail "the lab could not write the matrix without the outbound row"
+ansible-playbook lync.xmpp_federation.site --inventory "$inventory" --extra-vars @"$run_dir/without-outbound.json" \
+  || fail "ansible-playbook lync.xmpp_federation.site without the outbound row failed (see the task output above)"
+python3 lab/lab.py federation --run-dir "$run_dir" --state absent --s2s-only \
+  || fail "the federation got through without the outbound row (FAIL rows above)"
+ansible-playbook lync.xmpp_federation.site --inventory "$inventory" \
+  || fail "ansible-playbook lync.xmpp_federation.site (the full matrix again) failed (see the task output above)"
 
 say "removing everything of ours with lync.xmpp_federation.remove"
 ansible-playbook lync.xmpp_federation.remove --inventory "$inventory" \
