@@ -451,7 +451,7 @@ stage_molecule() {
   for scenario in molecule/*/molecule.yml; do
     scenario=$(basename "$(dirname "$scenario")")
     start=$SECONDS
-    if molecule test --scenario-name "$scenario"; then
+    if molecule --base-config molecule/base.yml test --scenario-name "$scenario"; then
       summary+=("$scenario passed in $((SECONDS - start))s")
     else
       summary+=("$scenario FAILED after $((SECONDS - start))s")

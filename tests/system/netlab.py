@@ -34,6 +34,21 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 COLLECTIONS = os.path.join(REPO, '.cache', 'collections')
 VENV_BIN = os.path.join(REPO, '.venv', 'bin')
 
+# The admin's baseline is one source with the podman lab: lab/baseline.py.
+sys.path.insert(0, os.path.join(REPO, 'lab'))
+import baseline as lab_baseline  # noqa: E402  pylint: disable=wrong-import-position
+
+# The admin's nftables table on a host that forwards (policy drop on input and forward, established, ICMP, SSH),
+# and Docker's own table beside it (a forward base chain of its own and chains it jumps to).
+NFT_ADMIN = lab_baseline.nft_admin_table(server=False)
+NFT_FOREIGN = lab_baseline.NFT_FOREIGN
+
+
+def iptables_admin(family):
+    """iptables-restore text of the admin's filter table for ``family`` (4 or 6), the same rules as NFT_ADMIN."""
+    return lab_baseline.iptables_baseline('external_firewall', family)
+
+
 CLIENT4, ROUTER4_A, ROUTER4_B, SERVER4 = '198.51.100.2', '198.51.100.1', '198.51.100.65', '198.51.100.66'
 CLIENT6, ROUTER6_A, ROUTER6_B, SERVER6 = '2001:db8:a::2', '2001:db8:a::1', '2001:db8:b::1', '2001:db8:b::66'
 

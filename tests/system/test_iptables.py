@@ -22,22 +22,17 @@ import re
 import pytest
 
 from netlab import (APPLY_POISONED, IPTABLES_DRIVER_HEAD, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES,
-                    Namespace, Topology, at_once, failed, ok, ruleset_module, run_driver)
+                    Namespace, Topology, at_once, failed, iptables_admin, ok, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
 VARIANTS = ('nft', 'legacy')
 PREFIX = 'lxB'
 
-ADMIN_FILTER = '''*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
+# The admin's filter table is the podman lab's (lab/baseline.py through netlab); a docker-like chain set with
+# rules and jumps in filter and nat is loaded after it, appended as Docker would.
+DOCKER_LIKE = '''*filter
 :DOCKER-LIKE - [0:0]
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -i lo -j ACCEPT
-{icmp}-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "admin: ssh" -j ACCEPT
--A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FORWARD -j DOCKER-LIKE
 -A DOCKER-LIKE -d {docker} -p tcp -m tcp --dport 8080 -j ACCEPT
 -A DOCKER-LIKE -i docker0 -o docker0 -j DROP
@@ -53,12 +48,10 @@ COMMIT
 -A DOCKER-LIKE -p tcp -m tcp --dport 8080 -j DNAT --to-destination {docker_to}
 COMMIT
 '''
-ADMIN = {
-    4: ADMIN_FILTER.format(icmp='', docker='198.51.100.99/32', docker_net='198.51.100.96/28',
-                           docker_to='198.51.100.99:80'),
-    # IPv6 needs ICMPv6 (neighbour discovery) through an INPUT policy of DROP.
-    6: ADMIN_FILTER.format(icmp='-A INPUT -p ipv6-icmp -j ACCEPT\n', docker='2001:db8:d::99/128',
-                           docker_net='2001:db8:d::/64', docker_to='[2001:db8:d::99]:80'),
+ADMIN = {4: iptables_admin(4), 6: iptables_admin(6)}
+FOREIGN = {
+    4: DOCKER_LIKE.format(docker='198.51.100.99/32', docker_net='198.51.100.96/28', docker_to='198.51.100.99:80'),
+    6: DOCKER_LIKE.format(docker='2001:db8:d::99/128', docker_net='2001:db8:d::/64', docker_to='[2001:db8:d::99]:80'),
 }
 TOOL = {4: 'iptables', 6: 'ip6tables'}
 
@@ -91,6 +84,7 @@ def without_ours(text):
 def load_admin(namespace, variant):
     for family in (4, 6):
         namespace.run('%s-%s-restore' % (TOOL[family], variant), input=ADMIN[family])
+        namespace.run('%s-%s-restore' % (TOOL[family], variant), '--noflush', input=FOREIGN[family])
 
 
 def module(namespace, rules=None, **args):

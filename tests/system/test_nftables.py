@@ -21,45 +21,16 @@ import re
 
 import pytest
 
-from netlab import (APPLY_POISONED, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES, Namespace, Topology,
-                    at_once, failed, ok, ruleset_module, run_driver)
+from netlab import (APPLY_POISONED, NFT_ADMIN, NFT_FOREIGN, ROUTER4_A, ROUTER_RULES, SERVER4, SERVER6, SERVER_RULES,
+                    Namespace, Topology, at_once, failed, ok, ruleset_module, run_driver)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root for network namespaces')
 
 PREFIX = 'lxC'
 
-ADMIN = '''table inet filter {
-    chain input {
-        type filter hook input priority filter; policy drop;
-        ct state established,related accept
-        iif "lo" accept
-        meta l4proto ipv6-icmp accept comment "neighbour discovery"
-        tcp dport 22 accept comment "admin ssh"
-    }
-
-    chain forward {
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        meta l4proto ipv6-icmp accept
-    }
-
-    chain output {
-        type filter hook output priority filter; policy accept;
-    }
-}
-'''
-# Docker's way: a table of its own, a forward base chain with policy accept, and chains it jumps to.
-FOREIGN = '''table ip docker {
-    chain DOCKER {
-        iifname != "docker0" oifname "docker0" tcp dport 8080 accept
-    }
-
-    chain FORWARD {
-        type filter hook forward priority filter + 10; policy accept;
-        oifname "docker0" jump DOCKER
-    }
-}
-'''
+# The admin's table and Docker's, as the podman lab installs them (lab/baseline.py through netlab).
+ADMIN = NFT_ADMIN
+FOREIGN = NFT_FOREIGN
 
 
 def ruleset(namespace):
