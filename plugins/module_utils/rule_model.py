@@ -67,6 +67,13 @@ KERNEL_COMMENT_SEPARATOR = ': '
 # their description. Each kernel rule of ours starts its comment with RULE_MARK, then the rule's name.
 OUR_MARK = 'lync-xmpp-federation'
 RULE_MARK = 'lync-xmpp:'
+# A source or destination list of at least this many addresses (after overlapping and adjacent networks are merged)
+# is matched through a kernel set of ours (an nftables interval set, an ipset, a firewalld ipset) in one rule,
+# instead of one rule per address. A set is a hash/interval lookup whatever its size, a rule list is scanned
+# linearly per packet; below four addresses the linear scan costs nothing measurable, and the rules stay readable in
+# `nft list`/`iptables -L` without a set object (with its own name, ownership and persistence) to manage. Every
+# backend reads this one constant, so a list is a set on one backend exactly when it is on another.
+SET_MIN_ADDRESSES = 4
 
 
 class RuleError(ValueError):
