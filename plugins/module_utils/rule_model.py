@@ -186,6 +186,21 @@ def normalize_networks(value, where):
                          for index, item in enumerate(items))
 
 
+def collapse_networks(networks):
+    """Canonical networks of one family, overlapping and adjacent ones merged, sorted: what a kernel set holds.
+
+    nftables interval sets refuse overlapping elements and merge adjacent ones into ranges, and an ipset holds a
+    /32 beside the /24 that contains it; merged first, the set written is the set read back.
+    """
+    parsed = [_parsed_network(network) for network in networks]
+    return [str(network) for network in ipaddress.collapse_addresses(parsed)]
+
+
+def uses_set(networks):
+    """True when a rule's source or destination list is matched through a kernel set (see SET_MIN_ADDRESSES)."""
+    return len(networks) >= SET_MIN_ADDRESSES
+
+
 def family_of(network):
     """4 or 6."""
     return _parsed_network(network).version
