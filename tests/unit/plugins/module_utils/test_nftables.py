@@ -553,8 +553,10 @@ def test_kernel_rules_in_our_forms_parse(expr, expected):
      COUNTER, {'accept': None}],                                                          # an interface
     [{'match': {'op': '!=', 'left': {'payload': {'protocol': 'tcp', 'field': 'dport'}}, 'right': 1}}, COUNTER,
      {'accept': None}],                                                                   # a negation
-    [match('ip', 'saddr', {'set': ['198.51.100.1', '198.51.100.2']}), match('tcp', 'dport', 1), COUNTER,
-     {'accept': None}],                                                                   # two addresses in a set
+    [match('ip', 'saddr', {'set': ['198.51.100.1', '2001:db8::2']}), match('tcp', 'dport', 1), COUNTER,
+     {'accept': None}],                                                                   # two families in one set
+    [match('ip', 'saddr', {'set': ['198.51.100.1', 'lync']}), match('tcp', 'dport', 1), COUNTER,
+     {'accept': None}],                                                                   # no address in a set
     [match('ip6', 'saddr', '198.51.100.1'), match('tcp', 'dport', 1), COUNTER, {'accept': None}],  # wrong family
     [match('tcp', 'dport', 1), COUNTER, {'dnat': {'addr': '198.51.100.1', 'port': 80}}],  # translation with a port
     [match('tcp', 'dport', 1), COUNTER, {'accept': None}, {'drop': None}],                # two verdicts
