@@ -15,9 +15,11 @@ play runs it (module_bench.play):
 
 - first apply and no-op re-run, in seconds;
 - kernel rules in our forward chain;
-- the per-packet cost: --connects TCP connections, one after the other, from
-  the client to the server through the router (each first packet walks our
-  chain), as connections per second.
+- the per-packet cost: --connects TCP connection attempts, one after the
+  other, from the client to the server's port 5269 through the router (each
+  SYN is a new flow and walks our chain; the server's kernel answers with a
+  reset, so no server process sets the pace), as attempts per second, the
+  best of three loops.
 
 Usage (from the checkout, as root):
     source scripts/env.sh && python bench/sets_bench.py [--sizes 10 1000 10000] [--connects 2000]
@@ -57,19 +59,25 @@ IPTABLES_ADMIN = '''*filter
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 COMMIT
 '''
+# Connection attempts to 5269 where nothing listens: the server's kernel answers each SYN with a reset, so every
+# attempt is one new flow through the router's forward chain (the reset returns as part of that flow, accepted by
+# the admin's established,related rule), and no server process sets the pace.  A reset is an answer: the router
+# let the SYN through.  A time-out is a SYN the router dropped.
 CONNECT_LOOP = textwrap.dedent('''
     import socket, sys, time
     address, count = sys.argv[1], int(sys.argv[2])
-    started, failures = time.time(), 0
+    started, dropped = time.time(), 0
     for _index in range(count):
-        connection = socket.socket()
-        connection.settimeout(2)
+        attempt = socket.socket()
+        attempt.settimeout(1)
         try:
-            connection.connect((address, 5269))
+            attempt.connect((address, 5269))
+        except ConnectionRefusedError:
+            pass
         except OSError:
-            failures += 1
-        connection.close()
-    print(count / (time.time() - started), failures)
+            dropped += 1
+        attempt.close()
+    print(count / (time.time() - started), dropped)
 ''')
 
 
@@ -103,18 +111,21 @@ def measure(backend, count, collections, connects):
             lab.router.run('nft', '-f', '-', input=NFT_ADMIN)
         else:
             lab.router.run('iptables-nft-restore', input=IPTABLES_ADMIN)
-        lab.server.listen(SERVER4, [5269], seconds=600)
         variables = {'bench_backend': backend, 'bench_rules': partner_rules(count)}
         first, changed = module_bench.play(lab.router, 'module', variables)
         assert changed, 'the first apply must change'
         noop, changed = module_bench.play(lab.router, 'module', variables)
         assert not changed, 'a no-op re-run reported a change'
         rules = kernel_rules(lab.router, backend)
-        # Warm up (neighbour resolution, the listener), then the timed loop.
+        # Warm up (neighbour resolution), then the timed loop.
         lab.client.run(sys.executable, '-c', CONNECT_LOOP, SERVER4, '20')
-        rate, failures = lab.client.run(sys.executable, '-c', CONNECT_LOOP, SERVER4, str(connects)).split()
-        assert failures == '0', '%s connections from the listed address failed' % failures
-        return {'first': first, 'noop': noop, 'rules': rules, 'rate': float(rate)}
+        rates = []
+        for _attempt in range(3):
+            rate, dropped = lab.client.run(sys.executable, '-c', CONNECT_LOOP, SERVER4, str(connects)).split()
+            assert dropped == '0', '%s attempts from the listed address were dropped' % dropped
+            rates.append(float(rate))
+        # The best of three loops: what the path costs without the shared machine's noise.
+        return {'first': first, 'noop': noop, 'rules': rules, 'rate': max(rates)}
     finally:
         lab.delete()
 
@@ -133,14 +144,13 @@ def main():
         trees = {'rules': collection_at(args.before, before_dir), 'set': module_bench.COLLECTIONS}
         print('%s, Python %s, %s' % (platform.platform(), platform.python_version(), os.cpu_count()), 'CPUs')
         print('%-9s %-6s %6s  %8s %8s %12s %12s' % ('backend', 'list', 'N', 'first s', 'no-op s', 'kernel rules',
-                                                    'connects/s'))
+                                                    'attempts/s'))
         for backend in args.backends:
             for count in args.sizes:
                 for mode in ('rules', 'set'):
                     result = measure(backend, count, trees[mode], args.connects)
-                    print('%-9s %-6s %6d  %8.2f %8.2f %12d %12.0f' % (backend, mode, count, result['first'],
-                                                                       result['noop'], result['rules'],
-                                                                       result['rate']), flush=True)
+                    row = (backend, mode, count, result['first'], result['noop'], result['rules'], result['rate'])
+                    print('%-9s %-6s %6d  %8.2f %8.2f %12d %12.0f' % row, flush=True)
     finally:
         shutil.rmtree(before_dir, ignore_errors=True)
 

@@ -188,7 +188,6 @@ class IpsetState(object):
                                                      ' '.join(['create', name] + header)[:200]))
 
 
-
 def save_quote(value):
     """A word as iptables-save prints it: bare when only [A-Za-z0-9_-], else in double quotes with \\ escapes."""
     if SAFE_WORD.match(value):
