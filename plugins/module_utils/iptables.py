@@ -109,6 +109,7 @@ IPSET_STAGING_SUFFIX = '-n'
 IPSET_FAMILIES = {4: 'inet', 6: 'inet6'}
 IPSET_FAMILY_NUMBERS = {'inet': 4, 'inet6': 6}
 SET_DIRECTIONS = {'source': 'src', 'destination': 'dst'}
+MARKED_ENTRY = re.compile(r'^add (%s\S*) (\S+) comment "%s"$' % (re.escape(IPSET_PREFIX), re.escape(OUR_MARK)))
 # Where the distribution's boot-time loader restores ipsets from, before its iptables rules load: Debian's
 # ipset-persistent (a netfilter-persistent plugin, /usr/share/netfilter-persistent/plugins.d/10-ipset, run before
 # 15-ip4tables) and RHEL's ipset-service (ipset.service, ordered before iptables.service).
@@ -153,6 +154,11 @@ class IpsetState(object):
         self.text = text or ''
         headers, entries = {}, {}
         for line in self.text.splitlines():
+            # Tens of thousands of entries: the form ipset save prints ours in is split without the quoting parser.
+            marked_entry = MARKED_ENTRY.match(line)
+            if marked_entry:
+                entries.setdefault(marked_entry.group(1), []).append([marked_entry.group(2), 'comment', OUR_MARK])
+                continue
             try:
                 words = split_words(line)
             except ValueError:
@@ -699,6 +705,7 @@ class IptablesBackend(Backend):
         self.tools = {}          # family -> (save, restore)
         self.ipset = None        # the ipset command, where sets are used (see check)
         self.ipsets = IpsetState('')
+        self._wanted_sets = None
 
     # Long address lists as ipsets (ufw keeps its rules as they were: its rule files are loaded by ufw, which
     # knows nothing of ipsets to load first).
@@ -798,11 +805,16 @@ class IptablesBackend(Backend):
         return in_the_way
 
     def wanted_sets(self, rules):
-        """{ipset name: (family, networks)}: the sets of ours ``rules`` match through (none without ipset)."""
+        """{ipset name: (family, networks)}: the sets of ours ``rules`` match through (none without ipset).
+
+        Asked by every step of a run with the same list, and merging a long list is not free: kept for that list.
+        """
         if not self.use_sets:
             return {}
-        return dict((name, (family, networks)) for family in FAMILIES
-                    for name, networks in desired_sets(rules, family).items())
+        if self._wanted_sets is None or self._wanted_sets[0] is not rules:
+            self._wanted_sets = (rules, dict((name, (family, networks)) for family in FAMILIES
+                                             for name, networks in desired_sets(rules, family).items()))
+        return self._wanted_sets[1]
 
     def base_chain(self, section, family):
         """The chain our jump for ``section`` goes into, in ``family``'s table."""

@@ -164,9 +164,13 @@ def as_list(value):
     return [value]
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=65536)
 def _parsed_network(network):
-    """Canonical text -> ip_network, parsed once: sorting and family checks ask again and again."""
+    """Canonical text -> ip_network, parsed once: sorting and family checks ask again and again.
+
+    Room for the longest partner lists (tens of thousands of networks): a cache smaller than the list being sorted
+    or merged is emptied before any entry is asked for again.
+    """
     return ipaddress.ip_network(network)
 
 
