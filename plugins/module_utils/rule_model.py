@@ -16,7 +16,8 @@ A rule (canonical form, keys in this order)::
     direction    in | out | forward
     protocol     tcp | udp
     ports        destination ports, sorted, merged: ints and "low-high" strings
-    source       sorted canonical networks ("198.51.100.7/32"); [] means any
+    source       sorted canonical networks ("198.51.100.7/32"); [] means any; a list of SET_MIN_ADDRESSES or more
+                 (a kernel set) with overlapping and adjacent networks merged, as the kernel's sets hold it
     destination  likewise
     action       accept | drop | reject
     comment      human text naming the documented row
@@ -380,6 +381,13 @@ def normalize_rule(rule, where='rule'):
         'action': _choice(rule, 'action', ACTIONS, 'accept', where),
         'comment': comment.strip(),
     }
+    for field in ('source', 'destination'):
+        # A long list is a kernel set, which holds it merged (nftables interval sets merge overlapping and adjacent
+        # networks themselves): merged here, the model says what the kernel will read back, and a rule whose list
+        # differs only in a network already covered is the same rule. Shorter lists are one kernel rule per network
+        # and keep their networks as written.
+        if uses_set(normalized[field]) and len(set(family_of(net) for net in normalized[field])) == 1:
+            normalized[field] = collapse_networks(normalized[field])
     check_kernel_comment(normalized, KERNEL_COMMENT_MAX_BYTES, 'any firewall backend', where)
     families = set(family_of(net) for net in normalized['source'] + normalized['destination'])
     if len(families) > 1:

@@ -749,7 +749,8 @@ def test_long_lists_read_back_as_one_set_rule_each_merged_as_the_kernel_merges_t
     # Adjacent /26s merged, the /32 inside one gone, two adjacent prefixes nft lists as one range read back.
     assert live['partners-v4']['source'] == ['198.51.100.0/25', '198.51.100.132/30', '198.51.100.136/29',
                                              '198.51.100.200/29']
-    assert live['partners-v6']['source'] == ['2001:db8:1::/48', '2001:db8:2::/47', '2001:db8:8::1/128']
+    assert live['partners-v6']['source'] == ['2001:db8:1::/48', '2001:db8:2::/47', '2001:db8:5::/48',
+                                             '2001:db8:8::1/128']
     assert '198.51.100.132-198.51.100.143' in fixture('sets.txt')
 
 
