@@ -703,7 +703,8 @@ class IptablesBackend(Backend):
         self.name = 'iptables-%s' % variant
         self.states = {}         # family -> FamilyState
         self.tools = {}          # family -> (save, restore)
-        self.ipset = None        # the ipset command, where sets are used (see check)
+        self.ipset = None        # the ipset command, where sets are used (see find_ipset)
+        self._ipset_found = False
         self.ipsets = IpsetState('')
         self._wanted_sets = None
 
@@ -713,12 +714,18 @@ class IptablesBackend(Backend):
 
     @property
     def use_sets(self):
-        return bool(self.ipset)
+        return bool(self.find_ipset())
+
+    def find_ipset(self):
+        """The ipset command (None without it, or where sets are not used), looked up once."""
+        if not self._ipset_found:
+            self.ipset = self.get_bin_path('ipset') if self.sets_supported else None
+            self._ipset_found = True
+        return self.ipset
 
     def check(self, rules, state):
-        """Find the ipset command; without it, long lists stay one rule per address, and the run says so."""
-        self.ipset = self.get_bin_path('ipset') if self.sets_supported else None
-        if self.ipset or not self.sets_supported:
+        """Without the ipset command, long lists stay one rule per address, and the run says so."""
+        if self.find_ipset() or not self.sets_supported:
             return
         for rule in rules:
             for field in SET_DIRECTIONS:
@@ -755,7 +762,7 @@ class IptablesBackend(Backend):
     def _read_ipsets(self):
         """``ipset save`` once: every set, so that ours and the ones with our prefix are known."""
         self.ipsets = IpsetState('')
-        if not self.ipset:
+        if not self.find_ipset():
             return
         rc, out, err = self.run_command([self.ipset, 'save'])
         if rc != 0:

@@ -203,6 +203,9 @@ class Kernel(object):
         if self.variant:
             for family in (4, 6):
                 sh(self.tool(family) + '-restore', '-w', '60', data=IPTABLES_ADMIN)
+            # The ipsets long lists became (an example that failed halfway leaves them), now that no rule
+            # matches them: every set of this namespace.
+            sh('ipset', 'destroy')
         else:
             sh('nft', '-f', '-', data='flush ruleset\n' + NFT_BASELINES[baseline])
 
@@ -220,7 +223,9 @@ class Kernel(object):
                     current = tables.setdefault(line[1:], [])
                 current.append(re.sub(r'\[\d+:\d+\]$', '[0:0]', line))
             texts.append('\n'.join('\n'.join(tables[name]) for name in sorted(tables)))
-        return '\n# IPv6\n'.join(texts) + '\n'
+        # The sets too (their hash seed and the order a hash lists its entries in are no content).
+        sets = sorted(re.sub(r' initval 0x[0-9a-f]+', '', line) for line in sh('ipset', 'save').splitlines())
+        return '\n# IPv6\n'.join(texts) + '\n# ipsets\n' + '\n'.join(sets) + '\n'
 
 
 def sh(*argv, **kwargs):
