@@ -71,8 +71,8 @@ description:
     reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
   - "Long address lists: a source or destination list of 4 or more addresses or networks (the collection's
     C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of
-    one rule per address scanned in turn. Overlapping and adjacent networks are merged first, as the kernel's
-    interval sets merge them. nftables writes an anonymous interval set inside the rule (C(ip saddr { ... })): it
+    one rule per address scanned in turn. Overlapping and adjacent networks of such a list are merged first, as the
+    kernel's interval sets merge them (the rules returned show the merged list). nftables writes an anonymous interval set inside the rule (C(ip saddr { ... })): it
     is created, replaced and removed with its rule in the same transaction, has no name anyone else could take, and
     is compared with the rule it belongs to. iptables uses an ipset of ours (C(hash:net), one per rule, field and
     family, named C(lync-xmpp-HASH-s4) and the like, created with the C(comment) extension, every entry with the
