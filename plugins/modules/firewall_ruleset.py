@@ -70,18 +70,18 @@ description:
     C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
     reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
   - "Long address lists: a source or destination list of 4 or more addresses or networks (the collection's
-    C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of
-    one rule per address scanned in turn. Overlapping and adjacent networks of such a list are merged first, as the
-    kernel's interval sets merge them (the rules returned show the merged list). nftables writes an anonymous interval set inside the rule (C(ip saddr { ... })): it
-    is created, replaced and removed with its rule in the same transaction, has no name anyone else could take, and
-    is compared with the rule it belongs to. iptables uses an ipset of ours (C(hash:net), one per rule, field and
-    family, named C(lync-xmpp-HASH-s4) and the like, created with the C(comment) extension, every entry with the
-    comment C(lync-xmpp-federation); a set with that prefix without those marks is foreign and refused where the
-    rules need its name), matched with C(-m set --match-set). A changed list is built as a new set under a staging
-    name and swapped in with C(ipset swap) before the rules are restored; on a failure the previous sets and rules
-    stay. Sets no longer needed are destroyed after the rules stopped matching them. Without the C(ipset) command
-    the lists stay one rule per address, with a warning. ufw keeps one rule per address (ufw loads only its rule
-    files at boot, with no ipsets before them)."
+    C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of one
+    rule per address scanned in turn. Overlapping and adjacent networks of such a list are merged first, as the
+    kernel's interval sets merge them (the rules returned show the merged list). nftables writes an anonymous interval
+    set inside the rule (C(ip saddr { ... })): it is created, replaced and removed with its rule in the same
+    transaction, has no name anyone else could take, and is compared with the rule it belongs to. iptables uses an
+    ipset of ours (C(hash:net), one per rule, field and family, named C(lync-xmpp-HASH-s4) and the like, created with
+    the C(comment) extension, every entry with the comment C(lync-xmpp-federation); a set with that prefix without
+    those marks is foreign and refused where the rules need its name), matched with C(-m set --match-set). A changed
+    list is built as a new set under a staging name and swapped in with C(ipset swap) before the rules are restored;
+    on a failure the previous sets and rules stay. Sets no longer needed are destroyed after the rules stopped
+    matching them. Without the C(ipset) command the lists stay one rule per address, with a warning. ufw keeps one
+    rule per address (ufw loads only its rule files at boot, with no ipsets before them)."
   - O(state=absent) removes our chains, our jumps, our sets and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 requirements:
@@ -89,6 +89,8 @@ requirements:
   - Root on the managed host (C(become))
   - "The host's own firewall tooling: C(nft) (nftables), C(iptables-save)/C(iptables-restore) and their IPv6 twins
     (iptables-nft or iptables-legacy), C(firewall-cmd) (firewalld 0.9 or later), or ufw."
+  - "Optionally C(ipset) on iptables hosts, for long address lists as one set lookup (without it they stay one rule per
+    address)."
 attributes:
   check_mode:
     description: Compares and reports what would change; writes nothing.
