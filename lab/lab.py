@@ -169,6 +169,12 @@ def route_commands(state, name):
         elif host['role'] == 'front_end':
             commands.append('%s %s via %s' % (ip, slot_prefix(slot, family),
                                               ip_of(state, 'fw-int', 'internal', family)))
+    if host['role'] == 'partner' and state['options'].get('fail2ban'):
+        # The partner's addresses that fail2ban bans on the Edges.
+        outer = ip_of(state, 'partner', 'ext', 4)
+        for _jail, _action, offset in FAIL2BAN_BANS:
+            commands.append('ip addr add %s/28 dev "$(ip -o addr show to %s | cut -d" " -f2)"'
+                            % (address(slot, 'ext', offset, 4), outer))
     if host['role'] == 'external_firewall':
         outer = ip_of(state, 'fw-ext', 'ext', 4)
         for edge in edges(state):
@@ -337,6 +343,50 @@ i=0; while [ -e /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/stat
   i=$((i+1)); [ $i -lt 150 ] || { echo "firewalld did not stop" >&2; exit 1; }; sleep 0.1
 done
 ''' + FIREWALLD_START
+# fail2ban on a firewalld Edge (lab.py up --fail2ban): two jails guarding 5269 with fail2ban's firewalld actions,
+# each holding a ban of one partner address at runtime only: a zone rich rule (firewallcmd-rich-rules) and a direct
+# rule on a kernel ipset (firewallcmd-ipset). The baseline is taken with the bans in place, so every later
+# comparison with it proves that the collection's runs kept them.
+FAIL2BAN_BANS = (('lab-xmpp-rich', 'firewallcmd-rich-rules', 6), ('lab-xmpp-ipset', 'firewallcmd-ipset', 7))
+FAIL2BAN_FILTER = """[Definition]
+failregex = ^lab: bad s2s stream from <HOST>$
+"""
+FAIL2BAN_JAIL = """[%s]
+enabled = true
+backend = polling
+port = 5269
+protocol = tcp
+filter = lab-xmpp
+logpath = /var/log/lab-xmpp.log
+banaction = %s
+bantime = 1d
+"""
+
+
+def fail2ban_start(state):
+    """Start fail2ban and ban the partner addresses (a restarted fail2ban bans them again from its database)."""
+    bans = ''.join('fail2ban-client set %s banip %s >/dev/null\n' % (jail, address(state['slot'], 'ext', offset, 4))
+                   for jail, _action, offset in FAIL2BAN_BANS)
+    return ('mkdir -p /run/fail2ban\ntouch /var/log/lab-xmpp.log\nfail2ban-client -x start >/dev/null\n'
+            'i=0; until fail2ban-client ping >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ] || '
+            '{ echo "fail2ban did not start" >&2; exit 1; }; sleep 0.1; done\n' + bans)
+
+
+def fail2ban_script(state):
+    jails = '[sshd]\nenabled = false\n' + ''.join(FAIL2BAN_JAIL % (jail, action) for jail, action, _offset in FAIL2BAN_BANS)
+    return (heredoc('/etc/fail2ban/filter.d/lab-xmpp.conf', FAIL2BAN_FILTER)
+            + heredoc('/etc/fail2ban/jail.d/lab-xmpp.local', jails) + fail2ban_start(state))
+
+
+def fail2ban_restart(state, name):
+    """After firewalld's restart (which drops runtime-only state), fail2ban restarted as an admin would, so that its
+    bans are back; nothing where the lab runs no fail2ban."""
+    host = state['hosts'][name]
+    if host['firewall'] != 'firewalld' or host['role'] != 'edge' or not state['options'].get('fail2ban'):
+        return ''
+    return 'fail2ban-client stop >/dev/null\n' + fail2ban_start(state)
+
+
 FIREWALLD_FILES = '/etc/firewalld/zones/*.xml /etc/firewalld/policies/*.xml'
 # ufw as an admin would set it up: deny incoming and routed (and outgoing on the servers), SSH allowed.
 UFW_FILES = '/etc/ufw/before.rules /etc/ufw/before6.rules /etc/ufw/user.rules /etc/ufw/user6.rules'
@@ -377,6 +427,8 @@ def baseline_script(state, name):
         else:
             script += heredoc('/etc/firewalld/policies/lync-xmpp-out.xml', FIREWALLD_NAMESAKE)
         script += FIREWALLD_START
+        if host['role'] == 'edge' and state['options'].get('fail2ban'):
+            script += fail2ban_script(state)
     elif firewall == 'ufw':
         script = ufw_baseline(host['role'])
     else:
@@ -414,7 +466,11 @@ def listener_ports(role):
 
 def listing_script(firewall):
     if firewall == 'firewalld':
-        return 'nft list ruleset\nfor f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"; done\n' % FIREWALLD_FILES
+        # nft lists the rules firewalld's direct interface writes into iptables-nft's nat tables (the collection's
+        # translations) without their comments, so those tables are listed by iptables-save, with our rule mark.
+        return ("nft list ruleset | awk '/^table ip6? nat [{]/ {skip=1} !skip {print} skip && /^[}]/ {skip=0}'\n"
+                'for save in iptables-save ip6tables-save; do $save -t nat 2>/dev/null; done\n'
+                'for f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"; done\n' % FIREWALLD_FILES)
     if firewall == 'ufw':
         return ('iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n'
                 'for f in %s; do echo "=== $f"; cat "$f"; done\n' % UFW_FILES)
@@ -433,12 +489,15 @@ def split_listing(text):
 
 
 COUNTER_PAIR = re.compile(r'\[\d+:\d+\]')
+# nft lists counters in rules too (iptables-nft's, such as a fail2ban ban's direct rule): traffic, not configuration.
+NFT_COUNTER = re.compile(r'counter packets \d+ bytes \d+')
 
 
 def comparable(ruleset):
     """The ruleset as it must stay: iptables-save's dated headers and counters left out."""
     lines = [line for line in ruleset.splitlines() if not line.startswith('# ')]
-    return '\n'.join(COUNTER_PAIR.sub('[0:0]', line) for line in lines) + '\n'
+    return '\n'.join(NFT_COUNTER.sub('counter packets 0 bytes 0', COUNTER_PAIR.sub('[0:0]', line))
+                     for line in lines) + '\n'
 
 
 def without_ours(ruleset):
@@ -450,7 +509,8 @@ def without_ours(ruleset):
             if line == skip_until:
                 skip_until = None
             continue
-        if re.match(r'(table|chain) ', stripped) and OURS.search(stripped.split('{')[0]) and stripped.endswith('{'):
+        # A set of ours (a firewalld ipset holding a long partner list) is a block of its own, as a chain is.
+        if re.match(r'(table|chain|set) ', stripped) and OURS.search(stripped.split('{')[0]) and stripped.endswith('{'):
             skip_until = line[:len(line) - len(line.lstrip())] + '}'
             continue
         if OURS.search(line):
@@ -626,6 +686,13 @@ def write_inventory(state, path, extra_vars):
     role_vars = inventory['all']['vars']
     if state['options']['narrow_partners']:
         role_vars['xmpp_firewall_partner_networks'] = [ip_of(state, 'partner', 'ext', f) for f in families]
+        if state['options'].get('fail2ban'):
+            # Listed partners that fail2ban bans: the ban, not the narrowing, must be what blocks them.
+            role_vars['xmpp_firewall_partner_networks'] += [address(state['slot'], 'ext', offset, 4)
+                                                            for _jail, _action, offset in FAIL2BAN_BANS]
+        # A long partner list (documentation prefixes no lab host has), so that the firewalls match it through sets.
+        role_vars['xmpp_firewall_partner_networks'] += ['2001:db8:f%03x:%x::/64' % (index // 65536, index % 65536)
+                                                        for index in range(state['options'].get('partner_prefixes', 0))]
     if state['options']['restrict_internal_sources']:
         role_vars['xmpp_firewall_restrict_internal_sources'] = True
     for edge in edges(state):
@@ -656,8 +723,10 @@ def command_up(args):
         key, value = item.split('=', 1)
         extra_vars[key] = json.loads(value)
     options = {'edges': args.edges, 'front_ends': args.front_ends, 'firewall': args.firewall,
-               'ipv6': args.ipv6, 'nat': args.nat, 'listen_seconds': args.listen_minutes * 60,
-               'narrow_partners': args.narrow_partners, 'restrict_internal_sources': args.restrict_internal_sources}
+               'ipv6': args.ipv6, 'nat': args.nat, 'fail2ban': args.fail2ban,
+               'listen_seconds': args.listen_minutes * 60,
+               'narrow_partners': args.narrow_partners, 'restrict_internal_sources': args.restrict_internal_sources,
+               'partner_prefixes': args.partner_prefixes}
     state = {'run_id': secrets.token_hex(3), 'run_dir': os.path.abspath(args.run_dir), 'options': options,
              'networks': [], 'containers': [], 'hosts': plan_hosts(options)}
     save_state(state)
@@ -734,6 +803,11 @@ def plan_checks(state, present):
                 # The external firewall's own address is on the Internet side but not a partner.
                 check('none: 5269 from a non-partner', 'fw-ext', edge, ip_of(state, edge, 'edge-ext', family),
                       XMPP_PORT, 'blocked')
+            if state['options'].get('fail2ban') and family == 4:
+                # A partner address fail2ban banned on the Edge stays blocked on 5269 while ours accept it.
+                for jail, _action, offset in FAIL2BAN_BANS:
+                    check('none: 5269 banned by %s' % jail, 'partner', edge, ip_of(state, edge, 'edge-ext', 4),
+                          XMPP_PORT, 'blocked', bind=address(state['slot'], 'ext', offset, 4))
             if state['options'].get('restrict_internal_sources'):
                 # The internal firewall's own address is on the internal side but not a Front End.
                 check('none: 23456 from a non-Front-End', 'fw-int', edge, internal, GATEWAY_PORT, 'blocked')
@@ -750,7 +824,8 @@ def run_checks(state, checks, timeout):
     for index, item in enumerate(checks):
         item['id'] = index
         by_source.setdefault(item['source'], []).append(
-            {'id': str(index), 'address': item['address'], 'port': item['port'], 'timeout': timeout})
+            {'id': str(index), 'address': item['address'], 'port': item['port'], 'timeout': timeout,
+             'bind': item.get('bind')})
 
     def probe(source):
         proc = run(['podman', 'exec', '-i', state['hosts'][source]['container'],
@@ -813,6 +888,9 @@ def command_proof(args):
             same = without_ours(now_rules) == without_ours(before_rules)
             rows.append(dict(row='foreign rules', source=name, to='-', port='-', expected='unchanged',
                              observed='unchanged' if same else 'CHANGED', ok=same))
+            if not same:
+                with open(os.path.join(args.run_dir, 'differs-%s-foreign.txt' % name), 'w') as handle:
+                    handle.write('--- baseline\n%s\n--- now\n%s' % (without_ours(before_rules), without_ours(now_rules)))
             if firewall != 'firewalld':
                 # firewalld's rules carry no counters; the traffic checks prove them.
                 packets = our_packets(now_rules, firewall)
@@ -828,7 +906,8 @@ def command_proof(args):
                         handle.write('--- baseline\n%s\n--- now\n%s' % (comparable(before), comparable(now)))
     if present and args.reload:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda name: in_container(state, name, reload_script(state['hosts'][name]['firewall'])),
+            list(pool.map(lambda name: in_container(state, name, reload_script(state['hosts'][name]['firewall'])
+                                                    + fail2ban_restart(state, name)),
                           managed(state)))
         for row in run_checks(state, plan_checks(state, present), args.timeout):
             row['row'] += ' (reloaded)'
@@ -860,8 +939,13 @@ def main():
                          'firewalld, ufw: that on every host but the partner')
     up.add_argument('--ipv6', action='store_true', help='give the Edge and Front End their IPv6 addresses too')
     up.add_argument('--nat', action='store_true', help='publish each Edge through NAT on the external firewall')
+    up.add_argument('--fail2ban', action='store_true',
+                    help='firewalld: run fail2ban on each Edge with two runtime-only bans of partner addresses on 5269 '
+                         '(a zone rich rule, a direct rule on an ipset), and prove they stay blocked and are kept')
     up.add_argument('--narrow-partners', action='store_true',
                     help='set xmpp_firewall_partner_networks to the partner, and prove a non-partner is refused')
+    up.add_argument('--partner-prefixes', type=int, default=0, metavar='N',
+                    help='with --narrow-partners: N more partner prefixes (2001:db8:f000::/36, no lab host in them)')
     up.add_argument('--restrict-internal-sources', action='store_true',
                     help='set xmpp_firewall_restrict_internal_sources, and prove a non-Front-End is refused')
     up.add_argument('--listen-minutes', type=int, default=30, help='the listeners exit after this long')

@@ -5,7 +5,7 @@
 """TCP probes for the lab: runs inside the lab container a flow starts on.
 
 Reads a JSON list of checks on stdin, each {"id", "address", "port",
-"timeout"}, tries them all at once (a blocked check costs its timeout, so they
+"timeout"} and optionally "bind" (the source address to connect from), tries them all at once (a blocked check costs its timeout, so they
 run in parallel) and prints a JSON object id -> result:
 
     {"state": "open", "banner": "lab-listener edge1 5269 198.51.100.2"}
@@ -24,6 +24,9 @@ def probe(check):
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(check.get('timeout', 2))
     try:
+        if check.get('bind'):
+            # A flow from one particular address of the host (one a firewall treats apart, such as a banned one).
+            sock.bind((check['bind'], 0))
         sock.connect((check['address'], check['port']))
     except socket.timeout:
         return {'state': 'blocked', 'reason': 'timeout'}

@@ -165,6 +165,10 @@ class Backend(object):
         """The files ``persist`` owns or edits for ``rules``, for the module's return value."""
         return []
 
+    def result_details(self):
+        """Backend-specific keys for the module's result (how the run reached the firewall, what it had to do)."""
+        return {}
+
     # -- shared -------------------------------------------------------------------
     def hold_lock(self):
         if self._lock is None and self.lock_path:
@@ -257,7 +261,7 @@ def _converge(backend, rules, state, persist, check_mode, canonical):
     if write:
         done = 'a run without check mode would rewrite it' if check_mode else 'rewritten by this run'
         warnings += ['%s (%s)' % (problem, done) for problem in backend.problems()]
-    return {
+    result = {
         'changed': bool(write or persisted),
         'backend': backend.name,
         'rules': desired,
@@ -267,6 +271,8 @@ def _converge(backend, rules, state, persist, check_mode, canonical):
         'persistence_files': backend.persistence_files(desired) if persist else [],
         'warnings': warnings,
     }
+    result.update(backend.result_details())
+    return result
 
 
 def refuse_translations(rules, backend, why):

@@ -17,7 +17,8 @@ A rule (canonical form, keys in this order)::
     protocol     tcp | udp
     ports        destination ports, sorted, merged: ints and "low-high" strings
     source       sorted canonical networks ("198.51.100.7/32"); [] means any; a list of SET_MIN_ADDRESSES or more
-                 (a kernel set) with overlapping and adjacent networks merged, as the kernel's sets hold it
+                 once merged (a kernel set) with overlapping and adjacent networks merged, as the kernel's sets
+                 hold it
     destination  likewise
     action       accept | drop | reject
     comment      human text naming the documented row
@@ -191,19 +192,25 @@ def normalize_networks(value, where):
                          for index, item in enumerate(items))
 
 
+@functools.lru_cache(maxsize=256)
+def _collapsed(networks):
+    return tuple(str(network) for network in ipaddress.collapse_addresses(_parsed_network(net) for net in networks))
+
+
 def collapse_networks(networks):
     """Canonical networks of one family, overlapping and adjacent ones merged, sorted: what a kernel set holds.
 
     nftables interval sets refuse overlapping elements and merge adjacent ones into ranges, and an ipset holds a
-    /32 beside the /24 that contains it; merged first, the set written is the set read back.
+    /32 beside the /24 that contains it; merged first, the set written is the set read back.  Kept for the lists
+    last asked about: every step of a run asks about the same long lists.
     """
-    parsed = [_parsed_network(network) for network in networks]
-    return [str(network) for network in ipaddress.collapse_addresses(parsed)]
+    return list(_collapsed(tuple(networks)))
 
 
 def uses_set(networks):
-    """True when a rule's source or destination list is matched through a kernel set (see SET_MIN_ADDRESSES)."""
-    return len(networks) >= SET_MIN_ADDRESSES
+    """True when a rule's source or destination list (canonical, one family) is matched through a kernel set: when
+    it holds SET_MIN_ADDRESSES networks or more once overlapping and adjacent ones are merged."""
+    return len(networks) >= SET_MIN_ADDRESSES and len(_collapsed(tuple(networks))) >= SET_MIN_ADDRESSES
 
 
 def family_of(network):
@@ -384,9 +391,9 @@ def normalize_rule(rule, where='rule'):
     for field in ('source', 'destination'):
         # A long list is a kernel set, which holds it merged (nftables interval sets merge overlapping and adjacent
         # networks themselves): merged here, the model says what the kernel will read back, and a rule whose list
-        # differs only in a network already covered is the same rule. Shorter lists are one kernel rule per network
-        # and keep their networks as written.
-        if uses_set(normalized[field]) and len(set(family_of(net) for net in normalized[field])) == 1:
+        # differs only in a network already covered is the same rule. Shorter lists (fewer than SET_MIN_ADDRESSES
+        # networks once merged) are one kernel rule per network and keep their networks as written.
+        if len(set(family_of(net) for net in normalized[field])) == 1 and uses_set(normalized[field]):
             normalized[field] = collapse_networks(normalized[field])
     check_kernel_comment(normalized, KERNEL_COMMENT_MAX_BYTES, 'any firewall backend', where)
     families = set(family_of(net) for net in normalized['source'] + normalized['destination'])

@@ -26,8 +26,9 @@ description:
   - "How ours are recognised: nftables tables and chains of ours carry the mark as their comment; jump rules of
     ours (nftables and iptables) have the mark as their whole comment; every kernel rule of ours has a comment that
     starts with C(lync-xmpp:) and the rule's name (C(lync-xmpp:NAME: COMMENT)); an iptables chain is ours through
-    those marked rules and jumps; a firewalld policy is ours when its file in C(/etc/firewalld/policies/) ends its
-    description with C([lync-xmpp-federation]). A name alone never makes an object ours."
+    those marked rules and jumps; a firewalld policy is ours when its permanent description carries
+    C([lync-xmpp-federation]) (with the C(firewall-cmd) fallback: its file in C(/etc/firewalld/policies/)). A name
+    alone never makes an object ours."
   - "What it refuses, changing nothing: a table, chain or policy with one of our names but without our mark, where
     the rules need that name (the message names the table, the chain and its rules; rename it, or point
     O(nft_table) or O(base_chains) at another table). Elsewhere such an object is left alone, with a warning. A rule
@@ -58,13 +59,32 @@ description:
     refused before anything is read, naming the rule, the field and the value; it is never cut, so a re-run never
     sees a difference that is not there."
   - "firewalld (0.9 or later): policies of ours, C(lync-xmpp-in) (ingress C(ANY), egress C(HOST)), C(lync-xmpp-out)
-    (C(HOST) to C(ANY)) and C(lync-xmpp-fwd) (C(ANY) to C(ANY)), with priority -100 (before the zones) and target
-    C(CONTINUE), one rich rule per kernel rule, ordered by rich-rule priorities. They are files of ours in
-    C(/etc/firewalld/policies/), checked with C(firewall-cmd --check-config) and applied by one
-    C(firewall-cmd --reload). Because a reload also discards runtime-only changes (an admin's, or a tool's such
-    as fail2ban), a run that has to reload is refused while the runtime zones, policies (ours aside), direct
-    rules or ipsets differ from the permanent ones. Translation rules and O(persist=false)
-    are refused on firewalld."
+    (C(HOST) to C(ANY)) and C(lync-xmpp-fwd) (C(ANY) to C(ANY)), target C(CONTINUE), one rich rule per kernel rule,
+    ordered by rich-rule priorities. Their priority is 1 (version_added 1.1.0; -100 before): firewalld consults them
+    inside each zone's chain after the zone's own rules, so a source that fail2ban (or the admin) bans in the zone
+    stays blocked on our ports."
+  - "firewalld through its own Python binding over D-Bus (C(python3-firewall), the module's interpreter must import
+    C(firewall.client); version_added 1.1.0): our policies go into the runtime and the permanent configuration at
+    once, with no reload, so runtime-only entries of fail2ban or anyone else (zone rich rules, ipset entries,
+    direct rules) are never touched. firewalld creates and removes a policy only in its permanent configuration: the
+    first run (and O(state=absent), and the upgrade from priority -100) needs one reload. Before it the module takes
+    every runtime-only entry (zones, other policies, ipset entries, direct chains, rules and passthroughs), after it
+    puts back what the reload dropped and checks that all of it is back; it says so in a warning and in
+    RV(firewalld_restored_runtime). A failed step puts the previous runtime and permanent settings back, so that
+    the two never disagree because of a half-done run."
+  - "firewalld without the binding: a warning says so and the run falls back to C(firewall-cmd): policy files of
+    ours in C(/etc/firewalld/policies/), checked with C(firewall-cmd --check-config) and applied by one
+    C(firewall-cmd --reload). Because that reload would discard runtime-only changes, such a run is refused while
+    the runtime zones, policies (ours aside), direct rules or ipsets differ from the permanent ones; every address
+    is a rich rule of its own there, and translation rules are refused. O(persist=false) is refused on firewalld."
+  - "firewalld, long address lists (version_added 1.1.0): a source or destination list of four networks or more is
+    one firewalld ipset of ours (C(lync-xmpp-src-*) or C(lync-xmpp-dst-*), C(hash:net), its description naming the
+    rule and carrying our mark) matched by one rich rule per port span; its entries change in runtime and permanent
+    configuration without a reload, and it goes with O(state=absent)."
+  - "firewalld, translations (version_added 1.1.0): rich rules only masquerade, so an Edge behind NAT gets firewalld
+    direct rules of ours in the nat table (C(PREROUTING) DNAT to the Edge, C(POSTROUTING) SNAT to its public
+    address), in the iptables rule format with our rule mark in their comment, written in runtime and permanent
+    configuration (C(/etc/firewalld/direct.xml)) without a reload."
   - "ufw: the iptables chains above, entered from ufw's own C(ufw-before-input), C(ufw-before-output) and
     C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in
     C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
@@ -146,7 +166,7 @@ options:
         are put back and the module fails saying why.
       - iptables, our chains in the netfilter-persistent or iptables-services save files (O(iptables_save_files)),
         leaving every other line of those files as it was, and our ipsets in O(ipset_save_file).
-      - firewalld keeps policies only in its permanent configuration, so there the rules always persist and
+      - firewalld creates policies only in its permanent configuration, so there the rules always persist and
         V(false) is refused.
       - ufw, our chains in C(/etc/ufw/before.rules) and C(before6.rules) (or O(iptables_save_files)), leaving every
         other line as it was.
@@ -289,6 +309,25 @@ persisted:
   description: Whether a persistence file was (or would be) written.
   returned: always
   type: bool
+firewalld_interface:
+  description: How the firewalld backend reached firewalld, C(dbus) (its Python binding) or C(firewall-cmd) (the
+    fallback where the binding cannot be imported).
+  returned: when the backend is firewalld
+  type: str
+  sample: dbus
+  version_added: 1.1.0
+firewalld_reloaded:
+  description: Whether the run reloaded firewalld (to create or remove a policy of ours, or with the fallback).
+  returned: when the backend is firewalld
+  type: bool
+  version_added: 1.1.0
+firewalld_restored_runtime:
+  description: The runtime-only state the reload dropped and the run put back as it was (fail2ban's bans, for example).
+  returned: when the backend is firewalld
+  type: list
+  elements: str
+  sample: [zone public, direct rules]
+  version_added: 1.1.0
 persistence_files:
   description: The files persistence owns or edits.
   returned: always

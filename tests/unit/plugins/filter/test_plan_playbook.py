@@ -100,6 +100,18 @@ def test_the_example_estate_as_csv_with_every_host_unreachable(tmp_path):
     assert len(flows) == 33
 
 
+@pytest.mark.parametrize('limit', ['fe01', 'fw-ext01,probe01'])
+def test_a_limit_never_narrows_or_skips_the_plan(tmp_path, limit):
+    # AWX job templates run playbooks with a limit: the plan still covers the whole estate, from the control node.
+    whole, limited = tmp_path / 'whole.csv', tmp_path / 'limited.csv'
+    result = run_plan(tmp_path, EXAMPLE_INVENTORY, '-e', 'xmpp_firewall_plan_file=%s' % whole)
+    assert result.returncode == 0, result.stdout
+    result = run_plan(tmp_path, EXAMPLE_INVENTORY, '--limit', limit, '-e', 'xmpp_firewall_plan_file=%s' % limited)
+    assert result.returncode == 0, result.stdout
+    assert 'unreachable=0' in result.stdout and 'skipping: no hosts matched' not in result.stdout
+    assert limited.read_text() == whole.read_text()
+
+
 def test_the_example_estate_as_markdown(tmp_path):
     plan_file = tmp_path / 'plan.md'
     result = run_plan(tmp_path, EXAMPLE_INVENTORY, '-e', 'xmpp_firewall_plan_file=%s' % plan_file)

@@ -46,6 +46,7 @@ WINDOWS_TASKS = os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', 'win
 GROUP = 'Lync XMPP Federation'
 ALL_PROFILES = ['domain', 'private', 'public']
 WIN_FIREWALL_RULE = 'community.windows.win_firewall_rule'
+WIN_POWERSHELL = 'ansible.windows.win_powershell'
 
 
 # -- the example estate, read the way the inventory plugin reads it ------------
@@ -82,10 +83,11 @@ GROUPS = EXAMPLE_ESTATE[1]
 WINDOWS_HOSTS = sorted(GROUPS['lync_windows'])
 
 
-def plan(host, hostvars=None, groups=None, matrix=None, existing=None, group=GROUP, profiles=None, **narrowing):
+def plan(host, hostvars=None, groups=None, matrix=None, existing=None, group=GROUP, profiles=None, listing=None,
+         accept_group_policy=False, **narrowing):
     rules = host_rules(matrix or MATRIX, host, hostvars or HOSTVARS, groups or GROUPS, **narrowing)
     return windows_firewall_plan(rules, group=group, profiles=profiles or ALL_PROFILES, host=host,
-                                 existing=existing)
+                                 existing=existing, listing=listing, accept_group_policy=accept_group_policy)
 
 
 def by_name(arguments):
@@ -249,7 +251,7 @@ def test_filter_wraps_errors_for_ansible():
     windows_firewall_rules = FilterModule().filters()['windows_firewall_rules']
     with pytest.raises(AnsibleFilterError, match="lync.xmpp_federation.windows_firewall_rules: host 'fw-ext01'"):
         windows_firewall_rules(host_rules(MATRIX, 'fw-ext01', HOSTVARS, GROUPS), host='fw-ext01')
-    assert windows_firewall_rules([], host='x') == {'rules': [], 'stale': []}
+    assert windows_firewall_rules([], host='x') == {'rules': [], 'stale': [], 'replace': [], 'reset': []}
 
 
 # -- stale rules -----------------------------------------------------------------
@@ -298,6 +300,267 @@ def test_a_removed_row_leaves_its_rules_stale():
 def test_existing_names_must_be_a_list_of_text():
     with pytest.raises(RuleError, match='not a list of names'):
         windows_firewall_plan([], host='edge01', existing='Lync XMPP Federation - x')
+
+
+# -- refusals Windows needs, before the host is touched ------------------------------
+
+def extra_row(row_id, **fields):
+    row = {'id': row_id, 'transport': 'tcp', 'ports': [5269], 'source': 'any', 'destination': 'edge_external',
+           'comment': 'extra row'}
+    row.update(fields)
+    return row
+
+
+def plan_with_extra(host, rows, **options):
+    rules = host_rules(MATRIX + rows, host, HOSTVARS, GROUPS)
+    return windows_firewall_plan(rules, group=GROUP, profiles=ALL_PROFILES, host=host, extra_rows=rows, **options)
+
+
+@pytest.mark.parametrize('group', ['Lync|XMPP', '|', 'Lync XMPP Federation |'])
+def test_a_pipe_in_the_group_is_refused(group):
+    with pytest.raises(RuleError) as error:
+        windows_firewall_plan(host_rules(MATRIX, 'edge01', HOSTVARS, GROUPS), group=group, host='edge01')
+    assert str(error.value) == ("host 'edge01': variable 'xmpp_firewall_windows_group': %r holds '|', which the "
+                                "Windows firewall refuses in a rule group" % group)
+
+
+def test_a_pipe_in_a_description_is_refused_naming_the_variable_of_its_row():
+    rows = [extra_row('sip-extra', comment='SIP | federation')]
+    with pytest.raises(RuleError) as error:
+        plan_with_extra('edge01', rows)
+    message = str(error.value)
+    assert message.startswith("host 'edge01': variable 'xmpp_firewall_extra_rows' (row 'sip-extra'): comment "
+                              "'SIP | federation' of rule 'sip-extra-ipv4' holds '|'")
+    # A row of the matrix itself names the matrix.
+    matrix = [dict(row, comment=row['comment'] + ' |') if row['id'] == 'xmpp-s2s-outbound' else row for row in MATRIX]
+    with pytest.raises(RuleError, match=r"host 'edge01': variable 'xmpp_firewall_matrix' \(row 'xmpp-s2s-outbound'\)"):
+        windows_firewall_plan(host_rules(matrix, 'edge01', HOSTVARS, GROUPS), host='edge01')
+
+
+@pytest.mark.parametrize('name', ['all', 'ALL', 'All'])
+def test_a_rule_named_all_is_refused(name):
+    rule = {'name': name, 'direction': 'in', 'ports': [5269], 'destination': ['198.51.100.10']}
+    with pytest.raises(RuleError) as error:
+        windows_firewall_plan([rule], host='edge01', extra_rows=[{'id': name}])
+    assert ("host 'edge01': variable 'xmpp_firewall_extra_rows' (row '%s'): rule name '%s' is refused on Windows"
+            % (name, name)) in str(error.value)
+    # Names that merely contain it are fine.
+    windows_firewall_plan([dict(rule, name='all-ipv4'), dict(rule, name='install', ports=[5270])], host='edge01')
+
+
+def test_an_allow_rule_that_a_block_rule_overlaps_is_refused_naming_both():
+    # On Linux, "allow partners, then block any" works in that order; on Windows the block wins and cuts off the partners.
+    rows = [extra_row('block-5269', action='drop')]
+    with pytest.raises(RuleError) as error:
+        plan_with_extra('edge01', rows)
+    message = str(error.value)
+    assert message.startswith("host 'edge01': variable 'xmpp_firewall_extra_rows' (row 'block-5269'): drop rule "
+                              "'block-5269-ipv4' and allow rule 'xmpp-s2s-inbound-ipv4' of variable "
+                              "'xmpp_firewall_matrix' (row 'xmpp-s2s-inbound') match the same connections (in, tcp, "
+                              "ports 5269 and 5269)")
+    assert 'on Windows a block rule always wins over an allow rule' in message
+    # A reject of a port range that takes in 5269, from any source: the same.
+    with pytest.raises(RuleError, match="reject rule 'block-range-ipv4' and allow rule 'xmpp-s2s-inbound-ipv4'"):
+        plan_with_extra('edge01', [extra_row('block-range', action='reject', ports=['5000-6000'])])
+
+
+@pytest.mark.parametrize('row', [
+    # Another port.
+    extra_row('block-5270', action='drop', ports=[5270]),
+    # Another direction: blocking outbound 5269 from elsewhere does not touch inbound 5269 (but see below).
+    extra_row('block-udp', action='drop', transport='udp'),
+    # Sources that the allow rule's do not take in: partner networks narrow the allow rule.
+    extra_row('block-others', action='drop', source=['198.51.100.200/29']),
+    # Another local address: the internal interface.
+    extra_row('block-internal', action='drop', destination='edge_internal'),
+])
+def test_allow_and_block_that_cannot_match_the_same_connection_are_accepted(row):
+    rules = host_rules(MATRIX + [row], 'edge01', HOSTVARS, GROUPS, partner_networks=['198.51.100.96/27'])
+    result = windows_firewall_plan(rules, host='edge01', extra_rows=[row])
+    assert any(args['action'] == 'block' for args in result['rules'])
+
+
+def test_allow_and_block_of_different_families_do_not_overlap():
+    allow = {'name': 'allow4', 'direction': 'in', 'ports': [5269], 'destination': ['198.51.100.10']}
+    block = {'name': 'block6', 'direction': 'in', 'ports': [5269], 'destination': ['2001:db8::10'], 'action': 'drop'}
+    windows_firewall_plan([allow, block], host='edge01')
+    # A block rule with no address at all matches both families.
+    with pytest.raises(RuleError, match="drop rule 'block-any' and allow rule 'allow4'"):
+        windows_firewall_plan([allow, dict(block, name='block-any', destination=[])], host='edge01')
+    # Overlapping networks rather than equal ones.
+    with pytest.raises(RuleError, match="drop rule 'block-net' and allow rule 'allow4'"):
+        windows_firewall_plan([allow, dict(block, name='block-net', destination=['198.51.100.0/28'])], host='edge01')
+
+
+# -- the host's listing: ownership, policy, stale set ------------------------------------
+
+def listing_of(ours, current='public', modify_state=0, blocked=(), namesakes=(), settings=None, disabled=(),
+               properties=None):
+    """A listing as files/list_group.ps1 returns it ($Ansible.Result)."""
+    objects = []
+    for name in ours:
+        item = {'name': name, 'description': 'XMPP federation row 1 (rule x, managed by lync.xmpp_federation)',
+                'interface_types': 'All', 'edge_traversal': 0, 'secure_flags': 0,
+                'settings': dict((settings or {}).get(name, {}))}
+        item.update((properties or {}).get(name, {}))
+        objects.append(item)
+    return {
+        'ours': objects,
+        'namesakes': [{'name': name, 'group': group, 'direction': 1} for name, group in namesakes],
+        'policy': {
+            'modify_state': modify_state,
+            'current_profiles': sum({'domain': 1, 'private': 2, 'public': 4}[profile] for profile in current.split(',')
+                                    if profile),
+            'profiles': dict((profile, {'enabled': profile not in disabled, 'block_all_inbound': profile in blocked})
+                             for profile in ALL_PROFILES),
+        },
+    }
+
+
+def edge_names(host='edge01'):
+    return [args['name'] for args in plan(host)['rules']]
+
+
+def test_the_stale_set_is_exactly_the_objects_of_our_group_no_longer_wanted():
+    listing = listing_of(edge_names() + ['Lync XMPP Federation - xmpp-old-row', 'LYNC XMPP FEDERATION - XMPP-OLD-ROW'])
+    result = plan('edge01', listing=listing)
+    # Once per name (the COM step removes every object of our group with that name), in any case.
+    assert result['stale'] == ['Lync XMPP Federation - xmpp-old-row']
+    assert result['replace'] == []
+    # Wanted names in another case are the same rules: updated in place, never removed.
+    assert plan('edge01', listing=listing_of([name.upper() for name in edge_names()]))['stale'] == []
+
+
+def test_state_absent_takes_out_every_object_of_our_group_and_judges_no_policy():
+    listing = listing_of(edge_names() + ['Lync XMPP Federation - xmpp-old-row'], modify_state=1, blocked=('public',))
+    result = windows_firewall_plan([], host='edge01', listing=listing)
+    assert result == {'rules': [], 'stale': sorted(edge_names() + ['Lync XMPP Federation - xmpp-old-row']),
+                      'replace': [], 'reset': []}
+    assert windows_firewall_plan([], host='edge01', listing=listing_of([]))['stale'] == []
+
+
+@pytest.mark.parametrize('rules_of_host', ['edge01', None])
+def test_a_rule_outside_our_group_with_a_name_of_ours_is_refused_naming_it(rules_of_host):
+    name = 'Lync XMPP Federation - xmpp-s2s-inbound-ipv4'
+    listing = listing_of(edge_names(), namesakes=[(name, 'Admin rules'), (name.lower(), '')])
+    with pytest.raises(RuleError) as error:
+        if rules_of_host:
+            plan(rules_of_host, listing=listing)
+        else:  # state absent refuses too: nothing is changed on a host with a namesake
+            windows_firewall_plan([], host='edge01', listing=listing)
+    message = str(error.value)
+    assert message.startswith("host 'edge01': variable 'xmpp_firewall_windows_group': 'Lync XMPP Federation': the "
+                              "host has rules outside this group with the name of a rule of ours: "
+                              "'Lync XMPP Federation - xmpp-s2s-inbound-ipv4' (group 'Admin rules'), "
+                              "'lync xmpp federation - xmpp-s2s-inbound-ipv4' (group '')")
+    assert 'nothing was changed' in message
+
+
+def test_a_group_holding_rules_that_are_not_ours_is_refused_before_anything_is_removed():
+    # The admin chose a group name already in use: its rules lack our mark and are never removed as stale.
+    listing = listing_of(['Remote Desktop - User Mode (TCP-In)', 'Remote Desktop - Shadow (TCP-In)'],
+                         properties={'Remote Desktop - User Mode (TCP-In)': {'description': 'Inbound rule for RDP'},
+                                     'Remote Desktop - Shadow (TCP-In)': {'description': ''}})
+    for rules in (host_rules(MATRIX, 'edge01', HOSTVARS, GROUPS), []):
+        with pytest.raises(RuleError) as error:
+            windows_firewall_plan(rules, group='Remote Desktop', host='edge01', listing=listing)
+        assert str(error.value).startswith(
+            "host 'edge01': variable 'xmpp_firewall_windows_group': 'Remote Desktop' holds rules that are not ours "
+            "(their description lacks 'managed by lync.xmpp_federation'): 'Remote Desktop - Shadow (TCP-In)', "
+            "'Remote Desktop - User Mode (TCP-In)'. Nothing was changed")
+    # A wanted rule of ours whose description was edited by hand is not refused: the module puts it back.
+    names = edge_names()
+    edited = listing_of(names, properties={names[0]: {'description': 'edited'}})
+    assert plan('edge01', listing=edited)['stale'] == []
+
+
+def test_objects_the_module_cannot_put_back_are_replaced():
+    names = edge_names()
+    owner = {names[0]: {'RemoteMachineAuthorizedList': 'O:LSD:(A;;CC;;;S-1-5-21-1)'}}
+    listing = listing_of(names + [names[1].upper()], settings=owner)
+    result = plan('edge01', listing=listing)
+    assert result['replace'] == sorted([names[0], names[1]])
+    assert result['stale'] == [] and result['reset'] == []
+
+
+@pytest.mark.parametrize('edit', [
+    {'interface_types': 'Lan'}, {'interface_types': 'Wireless,RemoteAccess'}, {'edge_traversal': 1},
+    {'edge_traversal': 2}, {'secure_flags': 1}, {'secure_flags': 4},
+])
+def test_a_hand_edit_of_what_the_module_does_not_document_is_put_back(edit):
+    names = edge_names()
+    result = plan('edge01', listing=listing_of(names, properties={names[2]: edit}))
+    assert result['reset'] == [names[2]]
+    assert result['replace'] == [] and result['stale'] == []
+
+
+def test_properties_this_windows_lacks_or_already_at_their_defaults_are_left_alone():
+    names = edge_names()
+    # Windows Server 2008 R2 has no SecureFlags; a listing reads it as null. "ALL" is how some builds spell it.
+    old = dict((name, {'secure_flags': None, 'interface_types': 'ALL'}) for name in names)
+    assert plan('edge01', listing=listing_of(names, properties=old))['reset'] == []
+    # A stale object is removed, not reset; an object to replace is not reset as well.
+    edited = {'Lync XMPP Federation - old': {'edge_traversal': 1}, names[0]: {'edge_traversal': 1}}
+    result = plan('edge01', listing=listing_of(names + ['Lync XMPP Federation - old'], properties=edited,
+                                               settings={names[0]: {'LocalUserOwner': 'S-1-5-21-1'}}))
+    assert result == dict(result, stale=['Lync XMPP Federation - old'], replace=[names[0]], reset=[])
+
+
+def test_group_policy_overriding_local_rules_is_refused_unless_accepted():
+    listing = listing_of(edge_names(), current='domain,public', modify_state=1)
+    with pytest.raises(RuleError) as error:
+        plan('edge01', listing=listing)
+    message = str(error.value)
+    assert message.startswith("host 'edge01': variable 'xmpp_firewall_windows_accept_group_policy': false: Group "
+                              "Policy overrides the local firewall rules of this host (LocalPolicyModifyState 1, "
+                              "GP_OVERRIDE")
+    assert 'in the profile(s) in use (domain, public)' in message
+    assert plan('edge01', listing=listing, accept_group_policy=True)['stale'] == []
+    with pytest.raises(RuleError, match="'xmpp_firewall_windows_accept_group_policy': 'yes' is not true or false"):
+        plan('edge01', listing=listing, accept_group_policy='yes')
+
+
+def test_a_profile_in_use_that_blocks_all_inbound_is_refused_naming_the_profile():
+    listing = listing_of(edge_names(), current='public', blocked=('public',), modify_state=2)
+    with pytest.raises(RuleError) as error:
+        plan('edge01', listing=listing)
+    message = str(error.value)
+    assert message.startswith("host 'edge01': variable 'xmpp_firewall_windows_profiles': profile 'public' is in use "
+                              "and blocks all inbound connections (BlockAllInboundTraffic")
+    assert 'xmpp-s2s-inbound-ipv4' in message
+    # Accepting Group Policy does not make blocked inbound rules work.
+    with pytest.raises(RuleError, match="profile 'public' is in use"):
+        plan('edge01', listing=listing, accept_group_policy=True)
+    # A blocking profile that is not in use does not matter.
+    assert plan('edge01', listing=listing_of(edge_names(), current='private', blocked=('public',)))['stale'] == []
+
+
+def test_a_front_end_with_outbound_rules_only_is_not_refused_for_blocked_inbound():
+    listing = listing_of([], current='domain', blocked=('domain',), modify_state=2)
+    result = plan('fe01', listing=listing)
+    assert [args['direction'] for args in result['rules']] == ['out', 'out']
+
+
+def test_a_host_none_of_whose_profiles_in_use_is_ours_is_refused():
+    # A workgroup Edge has no Domain profile: rules for the Domain profile alone would never apply there.
+    with pytest.raises(RuleError) as error:
+        plan('edge01', profiles=['domain'], listing=listing_of([], current='private,public'))
+    assert str(error.value).startswith("host 'edge01': variable 'xmpp_firewall_windows_profiles': ['domain']: none of "
+                                       "the profiles in use on the host (private, public) is among them")
+    assert plan('edge01', profiles=['private', 'public'], listing=listing_of([], current='public'))['stale'] == []
+
+
+@pytest.mark.parametrize('listing', [
+    None, [], 'text', {'ours': 'x'}, {'ours': [{'name': 5}]}, {'namesakes': [{}]}, {'policy': []},
+    {'policy': {'modify_state': 'x', 'current_profiles': 4}},
+])
+def test_a_listing_that_is_not_what_the_script_returns_fails_closed(listing):
+    if listing is None:
+        # No listing at all is the old interface (names only), not an error.
+        assert plan('edge01')['stale'] == []
+        return
+    with pytest.raises(RuleError, match="host 'edge01': the listing of the host's firewall"):
+        plan('edge01', listing=listing)
 
 
 # -- against the documentation of community.windows.win_firewall_rule -----------
@@ -422,10 +685,15 @@ def test_every_generated_argument_set_is_valid_for_win_firewall_rule():
     assert dict((name, found) for name, found in problems.items() if found) == {}, DOC_PATH
 
 
-@needs_documentation
-def test_removal_argument_sets_of_the_role_are_valid_for_win_firewall_rule():
-    assert check_against_documentation({'name': 'Lync XMPP Federation - xmpp-old-row', 'state': 'absent'}) == []
-    assert check_against_documentation({'group': GROUP, 'state': 'absent'}) == []
+def test_the_role_never_removes_with_win_firewall_rule():
+    # win_firewall_rule removes by name alone (and a group removal goes name by name too), which reaches
+    # same-named rules of other groups: every removal of the role goes through its own COM step instead.
+    with open(WINDOWS_TASKS) as handle:
+        tasks = yaml.safe_load(handle)
+    for task in tasks:
+        if WIN_FIREWALL_RULE in task:
+            assert task[WIN_FIREWALL_RULE]['state'] == '{{ item.state }}'
+    assert set(args['state'] for args in all_generated_argument_sets()) == {'present'}
 
 
 @needs_documentation
@@ -433,7 +701,7 @@ def test_the_role_passes_exactly_the_generated_arguments_and_only_documented_one
     with open(WINDOWS_TASKS) as handle:
         tasks = yaml.safe_load(handle)
     calls = [task for task in tasks if WIN_FIREWALL_RULE in task]
-    assert len(calls) == 3
+    assert len(calls) == 1
     options = documented_options()
     generated = set(plan('edge01')['rules'][0])
     create = [task for task in calls if task.get('loop_control', {}).get('label') == '{{ item.name }}']
@@ -541,6 +809,16 @@ def test_role_windows_tasks_map_every_rule_and_remove_only_the_stale_ones():
     arguments = render(mapping['xmpp_firewall__windows_rules'], **variables)
     assert arguments == plan('edge01', group='Edge XMPP', profiles=['public'])['rules']
 
+    listing_task = tasks['List our group, the rules sharing its names, and whether local rules take effect']
+    listing_args = listing_task[WIN_POWERSHELL]
+    # Read-only, so it runs in check mode too and never reports a change.
+    assert listing_task['check_mode'] is False and listing_task['changed_when'] is False
+    assert 'when' not in listing_task
+    assert render(listing_args['parameters']['Names'], xmpp_firewall__windows_rules=arguments) == \
+        [args['name'] for args in arguments]
+    assert render(listing_args['parameters']['Group'], **variables) == 'Edge XMPP'
+    assert 'list_group.ps1' in listing_args['script']
+
     create = tasks['Create or correct each Windows firewall rule']
     for item in arguments:
         rendered = dict((key, render(value, item=item)) for key, value in create[WIN_FIREWALL_RULE].items())
@@ -548,23 +826,43 @@ def test_role_windows_tasks_map_every_rule_and_remove_only_the_stale_ones():
         if WIN_DOCUMENTATION:
             assert check_against_documentation(rendered) == []
 
-    stale = tasks['Work out which rules of our group are no longer wanted']
-    assert stale['when'] == "xmpp_firewall__state == 'present'"
-    stale_expression = stale['ansible.builtin.set_fact']['xmpp_firewall__windows_stale']
-    listing = {'output': [args['name'] for args in arguments] + ['Edge XMPP - xmpp-old-row']}
-    assert render(stale_expression, xmpp_firewall__windows_listing=listing, **variables) == ['Edge XMPP - xmpp-old-row']
-    # An empty list on a host that had rules: every rule of the group goes.
+    judge = tasks['Judge the listing and work out which rule objects of our group must go']
+    expression = judge['ansible.builtin.set_fact']['xmpp_firewall__windows_plan']
+    names = [args['name'] for args in arguments]
+    listing = {'result': listing_of(names + ['Edge XMPP - xmpp-old-row'], current='public')}
+    judged = render(expression, xmpp_firewall__windows_listing=listing, **variables)
+    assert judged['stale'] == ['Edge XMPP - xmpp-old-row'] and judged['replace'] == []
+    # An empty list on a host that had rules (state absent, or the host left its groups): every object of the group goes.
     emptied = dict(variables)
     emptied['xmpp_firewall__rules'] = []
-    assert render(stale_expression, xmpp_firewall__windows_listing=listing, **emptied) == sorted(listing['output'])
+    assert render(expression, xmpp_firewall__windows_listing=listing, **emptied)['stale'] == \
+        sorted(names + ['Edge XMPP - xmpp-old-row'])
+    # Group Policy: refused by default, written when the estate says it deploys by Group Policy.
+    overridden = {'result': listing_of(names, current='domain', modify_state=1)}
+    domain = dict(variables)
+    domain['xmpp_firewall_windows_profiles'] = ['domain']
+    with pytest.raises(Exception, match='Group Policy overrides'):
+        render(expression, xmpp_firewall__windows_listing=overridden, **domain)
+    assert render(expression, xmpp_firewall__windows_listing=overridden, xmpp_firewall_windows_accept_group_policy=True,
+                  **domain)['stale'] == []
 
-    remove = tasks['Remove the rules of our group that are no longer wanted']
-    assert render(remove['loop'], xmpp_firewall__windows=True, xmpp_firewall__windows_stale=['x']) == ['x']
+    before = tasks['Put back what win_firewall_rule does not own on the rule objects of our group']
+    after = tasks['Remove the rule objects of our group that are no longer wanted']
+    order = list(tasks)
+    assert order.index(before['name']) < order.index(create['name']) < order.index(after['name'])
+    edited = {'stale': ['Edge XMPP - old'], 'replace': ['Edge XMPP - a'], 'reset': ['Edge XMPP - b']}
+    nothing = {'stale': [], 'replace': [], 'reset': []}
+    for task, parameters in ((before, {'Group': 'Edge XMPP', 'Remove': ['Edge XMPP - a'], 'Reset': ['Edge XMPP - b']}),
+                             (after, {'Group': 'Edge XMPP', 'Remove': ['Edge XMPP - old']})):
+        assert 'apply_group.ps1' in task[WIN_POWERSHELL]['script']
+        rendered = dict((key, render(value, xmpp_firewall__windows_plan=edited, **variables))
+                        for key, value in task[WIN_POWERSHELL]['parameters'].items())
+        assert rendered == parameters
+        # Skipped, so no round trip, when there is nothing to do.
+        assert render('{{ %s }}' % task['when'], xmpp_firewall__windows_plan=nothing) is False
+        assert render('{{ %s }}' % task['when'], xmpp_firewall__windows_plan=edited) is True
+    assert render('{{ %s }}' % before['when'], xmpp_firewall__windows_plan=dict(nothing, reset=['x'])) is True
     assert render(create['loop'], xmpp_firewall__windows=True, xmpp_firewall__windows_rules=arguments) == arguments
-
-    group_removal = tasks['Remove our whole Windows firewall group']
-    assert render(group_removal[WIN_FIREWALL_RULE]['group'], **variables) == 'Edge XMPP'
-    assert group_removal['when'] == "xmpp_firewall__state == 'absent'"
 
 
 @pytest.mark.parametrize('task_file', ['main.yml', 'platform.yml', 'linux.yml', 'windows.yml'])
@@ -587,3 +885,60 @@ def test_role_refuses_forward_rules_on_windows_before_touching_the_host():
     with pytest.raises(Exception, match="host 'fw-int01': rule 'xmpp-gateway-internal-ipv4' is a forward rule"):
         render(tasks[0]['ansible.builtin.set_fact']['xmpp_firewall__windows_rules'],
                xmpp_firewall__rules=rules, inventory_hostname='fw-int01')
+
+
+# -- the verify probe from a Windows source (roles/xmpp_firewall/tasks/probe_windows.yml) ----
+
+PROBE_CHECKS = [
+    {'id': 'xmpp-gateway-internal fe01 edge01 198.51.100.140 23456', 'to': '198.51.100.140', 'port': 23456,
+     'transport': 'tcp', 'application': 'XMPP/MTLS', 'expected': 'open'},
+    {'id': 'xmpp-gateway-internal fe01 edge02 2001:db8:20::11 23456', 'to': '2001:db8:20::11', 'port': 23456,
+     'transport': 'tcp', 'application': 'XMPP/MTLS', 'expected': 'open'},
+    {'id': 'next-port udp', 'to': '198.51.100.140', 'port': 23457, 'transport': 'udp', 'application': None,
+     'expected': 'blocked'},
+]
+
+
+def test_the_windows_probe_is_one_win_powershell_call_with_the_interface_verify_uses():
+    with open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'tasks', 'probe_windows.yml')) as handle:
+        tasks = yaml.safe_load(handle)
+    calls = [task for task in tasks if WIN_POWERSHELL in task]
+    assert len(calls) == 1 and 'loop' not in calls[0]
+    # The old per-check win_wait_for loop (IPv4 only on PowerShell 5.1) is gone.
+    assert not [task for task in tasks if 'ansible.windows.win_wait_for' in task]
+    probe = calls[0]
+    assert probe['check_mode'] is False and probe['changed_when'] is False
+    assert "lookup('ansible.builtin.file', 'probe_flows.ps1')" in probe[WIN_POWERSHELL]['script']
+    variables = {'xmpp_firewall__probe_checks': PROBE_CHECKS, 'xmpp_firewall__probe_mode': 'protocol',
+                 'xmpp_firewall__probe_timeout': '4'}
+    parameters = dict((key, render(value, **variables)) for key, value in probe[WIN_POWERSHELL]['parameters'].items())
+    # ansible-core 2.16 renders text where 2.19 renders an int; PowerShell's [int] parameter takes either.
+    assert int(parameters.pop('Timeout')) == 4
+    assert parameters == {'Checks': PROBE_CHECKS, 'Mode': 'protocol'}
+    assert render('{{ %s }}' % probe['when'], **variables) is True
+    no_checks = dict(variables)
+    no_checks['xmpp_firewall__probe_checks'] = []
+    assert render('{{ %s }}' % probe['when'], **no_checks) is False
+
+    record = tasks[1]['ansible.builtin.set_fact']['xmpp_firewall__probe_observed']
+    observed = {PROBE_CHECKS[0]['id']: {'observed': 'open', 'service': 'client-certificate-requested', 'detail': 'x'}}
+    assert render(record, xmpp_firewall__probe_run={'result': observed}, **variables) == observed
+    # No checks: no round trip, and an empty record rather than an undefined one.
+    assert render(record, xmpp_firewall__probe_run={'skipped': True}, **no_checks) == {}
+
+
+def test_the_probe_script_classifies_as_verify_expects():
+    with open(os.path.join(COLLECTION, 'roles', 'xmpp_firewall', 'files', 'probe_flows.ps1')) as handle:
+        script = handle.read()
+    # A socket of the address's own family (IPv6 too), asynchronous connects, one bounded wait.
+    assert '$address.AddressFamily' in script and 'BeginConnect' in script
+    assert script.count('Start-Sleep') == 1
+    for observed in ("'open'", "'refused'", "'timeout'", "'unreachable'", "'not-provable'"):
+        assert observed in script, observed
+    for error_code, observed in (('ConnectionRefused', 'refused'), ('HostUnreachable', 'unreachable'),
+                                 ('NetworkUnreachable', 'unreachable')):
+        assert "'%s' { '%s' }" % (error_code, observed) in script
+    for service in ('client-certificate-requested', 'no-client-certificate-request', 'xmpp-stream', 'no-xmpp-stream'):
+        assert "'%s'" % service in script
+    assert ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' \" +\n"
+            "                \"xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='$($check.to)'>") in script

@@ -3,10 +3,13 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The firewalld backend against ``firewall-cmd`` output recorded from a real firewalld (fixtures/firewalld/).
+"""The firewalld backend's firewall-cmd fallback against output recorded from a real firewalld (fixtures/firewalld/).
 
-The only double is ``RecordedFirewalld``: it answers firewall-cmd from the
-recordings, records every call, and holds the policy directory in tmp_path.
+The backend uses firewalld's Python binding where it can be imported
+(test_firewalld_binding.py); these tests take it away, as on a host without
+python3-firewall. The only double is ``RecordedFirewalld``: it answers
+firewall-cmd from the recordings, records every call, and holds the policy
+directory in tmp_path.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -98,11 +101,25 @@ class RecordedFirewalld(object):
         return [call for call in self.calls if call in (['--check-config'], ['--reload'])]
 
 
+def no_binding():
+    raise ImportError('No module named firewall')
+
+
+FALLBACK = ("firewalld: python3-firewall (firewalld's Python binding) cannot be imported by this Python interpreter, "
+            "so this run uses firewall-cmd")
+
+
 def backend_for(host, tmp_path, **options):
     backend = FirewalldBackend(host.run_command, host.get_bin_path, dict({'persist': True}, **options))
     backend.lock_path = str(tmp_path / ('lock-%d' % id(backend)))
     backend.policy_dir = str(host.policy_dir)
+    backend.connect_api = no_binding
     return backend
+
+
+def warnings_besides_the_fallback(result):
+    assert result['warnings'][0].startswith(FALLBACK) and result['firewalld_interface'] == 'firewall-cmd'
+    return result['warnings'][1:]
 
 
 # -- rich rules ------------------------------------------------------------------
@@ -121,7 +138,7 @@ def test_one_model_rule_becomes_rich_rules_per_address_pair_and_port_span_in_pri
 def test_rich_rules_as_listed_parse_and_other_shapes_are_not_ours():
     listed = parse_listing(fixture('applied.policies'))
     assert sorted(listed) == ['allow-host-ipv6', 'lync-xmpp-fwd', 'lync-xmpp-in', 'lync-xmpp-out']
-    assert listed['lync-xmpp-in']['egress-zones'] == 'HOST' and listed['lync-xmpp-in']['priority'] == '-100'
+    assert listed['lync-xmpp-in']['egress-zones'] == 'HOST' and listed['lync-xmpp-in']['priority'] == '1'
     parsed = [parse_rich_rule(text) for text in listed['lync-xmpp-in']['rich rules']]
     assert parsed == rich_rules([rule for rule in RULES if rule['direction'] == 'in'])
     # firewalld's own rules, and shapes we never write, are not taken for ours.
@@ -140,6 +157,7 @@ def test_applied_rules_read_back_with_their_names_and_a_second_run_writes_nothin
     backend = backend_for(host, tmp_path)
     result = converge(backend, RULES, 'present', True, False)
     assert not result['changed'] and result['script'] == '' and result['before'] == RULES
+    assert not result['firewalld_reloaded'] and warnings_besides_the_fallback(result) == []
     assert host.calls == [['--list-all-policies']], 'one read, nothing else'
     assert backend.problems() == []
     assert result['persistence_files'] == [str(host.policy_dir / name) for name in POLICY_FILES]
@@ -148,7 +166,7 @@ def test_applied_rules_read_back_with_their_names_and_a_second_run_writes_nothin
 def test_a_host_without_ours_gets_our_policy_files_and_one_reload(tmp_path):
     host = RecordedFirewalld(tmp_path, 'admin')
     result = converge(backend_for(host, tmp_path), RULES, 'present', True, False)
-    assert result['changed'] and result['before'] == []
+    assert result['changed'] and result['before'] == [] and result['firewalld_reloaded']
     assert host.files() == dict((name, fixture(name)) for name in POLICY_FILES)
     assert host.writes() == [['--check-config'], ['--reload']]
     assert '# write %s' % (host.policy_dir / 'lync-xmpp-in.xml') in result['script']
@@ -259,12 +277,15 @@ def test_a_failed_reload_puts_our_files_back_and_reloads_them(tmp_path):
     assert host.writes() == [['--check-config'], ['--reload'], ['--reload']]
 
 
-def test_translation_and_persist_false_are_refused_before_anything_is_read(tmp_path):
+def test_translation_without_the_binding_and_persist_false_are_refused_before_anything_changes(tmp_path):
     host = RecordedFirewalld(tmp_path, 'admin')
     nat = normalize_rules([{'name': 'dnat', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.62'],
                             'nat': 'dnat', 'nat_to': '198.51.100.10'}])
-    with pytest.raises(BackendError, match="rule 'dnat' translates addresses .*backend nftables or iptables"):
+    with pytest.raises(BackendError, match="rule 'dnat' translates addresses .*install python3-firewall; nothing was "
+                                           "changed"):
         converge(backend_for(host, tmp_path), nat, 'present', True, False)
+    assert host.calls == [['--list-all-policies']] and host.files() == {}
+    host.calls = []
     with pytest.raises(BackendError, match='persist=false cannot be honoured'):
         converge(backend_for(host, tmp_path, persist=False), RULES, 'present', False, False)
     assert host.calls == []
@@ -309,7 +330,7 @@ def test_a_policy_named_like_ours_without_our_mark_where_the_rules_need_it_is_re
         converge(backend_for(host, tmp_path), RULES, 'present', True, False)
     assert str(error.value) == (
         'firewalld: refusing to run, nothing was changed: firewalld policy lync-xmpp-in is named like ours but is '
-        'not ours (%s lacks our mark), and the rules need that policy (rename or remove it)' % path)
+        'not ours (%s lacks our mark), and the rules need that name (rename or remove it)' % path)
     assert host.files() == before and host.calls == [['--list-all-policies']]
 
 
@@ -321,8 +342,9 @@ def test_a_policy_named_like_ours_the_rules_do_not_need_is_left_alone_and_said(t
     result = converge(backend_for(host, tmp_path), without_in, 'present', True, False)
     # Our other policies are as wanted: nothing to write, and the admin's file is neither rewritten nor removed.
     assert not result['changed'] and path.read_text() == admins
-    assert result['warnings'] == ['firewalld: left alone: firewalld policy lync-xmpp-in is named like ours but is '
-                                  'not ours (%s lacks our mark)' % path]
+    assert warnings_besides_the_fallback(result) == [
+        'firewalld: left alone: firewalld policy lync-xmpp-in is named like ours but is not ours (%s lacks our mark)'
+        % path]
     assert [rule['name'] for rule in result['before']] == ['xmpp-out', 'zz-reject']
     # Removing ours leaves it too.
     result = converge(backend_for(host, tmp_path), [], 'absent', True, False)
@@ -342,7 +364,7 @@ def test_a_policy_named_like_ours_from_elsewhere_is_not_ours(tmp_path):
     assert host.files() == {}
     # Nothing of ours to remove.
     result = converge(backend_for(host, tmp_path), [], 'absent', True, False)
-    assert not result['changed'] and len(result['warnings']) == 3 and host.writes() == []
+    assert not result['changed'] and len(warnings_besides_the_fallback(result)) == 3 and host.writes() == []
 
 
 def test_comments_are_limited_to_255_bytes_as_on_iptables(tmp_path):
