@@ -89,8 +89,8 @@ description:
     C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in
     C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
     reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
-  - "Long address lists: a source or destination list of 4 or more addresses or networks (the collection's
-    C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of one
+  - "Long address lists: a source or destination list of 4 or more networks once overlapping and adjacent ones are
+    merged (the collection's C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of one
     rule per address scanned in turn. Overlapping and adjacent networks of such a list are merged first, as the
     kernel's interval sets merge them (the rules returned show the merged list). nftables writes an anonymous interval
     set inside the rule (C(ip saddr { ... })): it is created, replaced and removed with its rule in the same
