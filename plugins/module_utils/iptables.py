@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -46,10 +47,13 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     IPTABLES_COMMENT_MAX_BYTES,
     OUR_MARK,
+    collapse_networks,
     kernel_comment,
     port_spans,
     rule_family,
+    sort_networks,
     split_kernel_comment,
+    uses_set,
 )
 
 FAMILIES = (4, 6)
@@ -83,13 +87,111 @@ TARGET_ACTIONS = {'ACCEPT': 'accept', 'DROP': 'drop', 'REJECT': 'reject'}
 
 # One kernel rule in one of our chains, in the terms we compare it by.
 # ``ports`` is a tuple of (low, high) spans; ``target_option`` is the REJECT
-# type or the NAT address.
+# type or the NAT address.  ``source`` and ``destination`` are None, one
+# canonical network, or SET_REFERENCE + the name of an ipset of ours.
 KernelRule = namedtuple('KernelRule', 'chain source destination protocol ports comment target target_option')
 
 
 # -- the save/restore text format ---------------------------------------------
 
 SAFE_WORD = re.compile(r'^[A-Za-z0-9_-]+$')
+
+# -- ipsets: a long address list as one set of ours ----------------------------
+#
+# A source or destination list of SET_MIN_ADDRESSES or more is one ipset of ours (hash:net, one family) matched
+# with ``-m set --match-set NAME src|dst`` in one rule, where the ipset tool exists.  ipset sets have no comment of
+# their own: ours are named IPSET_PREFIX..., are created with the comment extension, and every entry carries
+# OUR_MARK as its comment; a set with our prefix that is not so is foreign.  A set's name follows from its rule's
+# name, the field and the family (hashed: ipset names take 31 characters), so a changed list refills the same set.
+SET_REFERENCE = '@'
+IPSET_PREFIX = 'lync-xmpp-'
+IPSET_STAGING_SUFFIX = '-n'
+IPSET_FAMILIES = {4: 'inet', 6: 'inet6'}
+IPSET_FAMILY_NUMBERS = {'inet': 4, 'inet6': 6}
+SET_DIRECTIONS = {'source': 'src', 'destination': 'dst'}
+MARKED_ENTRY = re.compile(r'^add (%s\S*) (\S+) comment "%s"$' % (re.escape(IPSET_PREFIX), re.escape(OUR_MARK)))
+# Where the distribution's boot-time loader restores ipsets from, before its iptables rules load: Debian's
+# ipset-persistent (a netfilter-persistent plugin, /usr/share/netfilter-persistent/plugins.d/10-ipset, run before
+# 15-ip4tables) and RHEL's ipset-service (ipset.service, ordered before iptables.service).
+IPSET_SAVE_FILES = {'debian': '/etc/iptables/ipsets', 'redhat': '/etc/sysconfig/ipset'}
+IPSET_LOADERS = {'debian': ('/usr/share/netfilter-persistent/plugins.d/10-ipset', 'ipset-persistent'),
+                 'redhat': ('/usr/libexec/ipset/ipset.start-stop', 'ipset-service')}
+
+
+def ipset_name(rule_name, field, family):
+    """The name of the ipset of ours holding one rule's ``field`` list in ``family``."""
+    digest = hashlib.sha1(rule_name.encode('utf-8')).hexdigest()[:10]
+    return '%s%s-%s%d' % (IPSET_PREFIX, digest, SET_DIRECTIONS[field][0], family)
+
+
+def ipset_entry_text(network):
+    """'198.51.100.7/32' -> '198.51.100.7', as ipset save prints a host entry."""
+    parsed = ipaddress.ip_network(network)
+    return str(parsed.network_address) if parsed.prefixlen == parsed.max_prefixlen else network
+
+
+def ipset_create_line(name, family, size):
+    """The create line of a set of ours; room for ``size`` entries (the default maxelem 65536 at least)."""
+    return 'create %s hash:net family %s hashsize 1024 maxelem %d comment' % (
+        name, IPSET_FAMILIES[family], max(65536, size))
+
+
+def ipset_lines(name, family, networks):
+    """``ipset restore`` input that creates set ``name`` holding ``networks``, each entry with our mark."""
+    return [ipset_create_line(name, family, len(networks))] + [
+        'add %s %s comment %s' % (name, ipset_entry_text(network), save_quote(OUR_MARK)) for network in networks]
+
+
+class IpsetState(object):
+    """What ``ipset save`` holds of ours, by our mark, and what only carries our prefix.
+
+    ``ours``     {name: (family, sorted canonical networks)}: sets named IPSET_PREFIX..., hash:net with the
+                 comment extension, holding at least one entry and only entries whose comment is OUR_MARK
+    ``foreign``  {name: description}: sets with our prefix that are not so (an admin's): never touched
+    """
+
+    def __init__(self, text):
+        self.text = text or ''
+        headers, entries = {}, {}
+        for line in self.text.splitlines():
+            # Tens of thousands of entries: the form ipset save prints ours in is split without the quoting parser.
+            marked_entry = MARKED_ENTRY.match(line)
+            if marked_entry:
+                entries.setdefault(marked_entry.group(1), []).append([marked_entry.group(2), 'comment', OUR_MARK])
+                continue
+            try:
+                words = split_words(line)
+            except ValueError:
+                continue
+            if len(words) < 2 or not words[1].startswith(IPSET_PREFIX):
+                continue
+            if words[0] == 'create':
+                headers[words[1]] = words[2:]
+                entries.setdefault(words[1], [])
+            elif words[0] == 'add':
+                entries.setdefault(words[1], []).append(words[2:])
+        self.ours, self.foreign = {}, {}
+        for name in sorted(headers):
+            header, members = headers[name], entries.get(name, [])
+            family = IPSET_FAMILY_NUMBERS.get(header[header.index('family') + 1]) if 'family' in header[:-1] else None
+            networks = []
+            marked = bool(members) and header[:1] == ['hash:net'] and 'comment' in header and family is not None
+            for member in members:
+                if not marked:
+                    break
+                if member[1:] != ['comment', OUR_MARK]:
+                    marked = False
+                    break
+                try:
+                    networks.append(str(ipaddress.ip_network(member[0])))
+                except ValueError:
+                    marked = False
+            if marked:
+                self.ours[name] = (family, sort_networks(networks))
+            else:
+                self.foreign[name] = ('ipset %s is named like ours but lacks our mark (%s, every entry with comment '
+                                      '"%s"): %s' % (name, 'hash:net with the comment extension', OUR_MARK,
+                                                     ' '.join(['create', name] + header)[:200]))
 
 
 def save_quote(value):
@@ -192,6 +294,14 @@ def parse_kernel_rule(chain, spec):
             fields['protocol'] = value()
         elif word in ('-m', '--match'):
             modules.append(value())
+        elif word == '--match-set':
+            if index + 2 >= len(words) or words[index + 2] not in ('src', 'dst'):
+                raise ValueError('--match-set without src or dst')
+            key = 'source' if words[index + 2] == 'src' else 'destination'
+            if fields[key] is not None:
+                raise ValueError('two matches on the %s' % key)
+            fields[key] = SET_REFERENCE + value()
+            index += 1
         elif word in ('--dport', '--dports', '--destination-port', '--destination-ports'):
             spans = []
             for item in value().split(','):
@@ -213,7 +323,7 @@ def parse_kernel_rule(chain, spec):
             raise ValueError('unexpected %r' % word)
         index += 2
     for module in modules:
-        if module not in ('multiport', 'comment', fields['protocol']):
+        if module not in ('multiport', 'comment', 'set', fields['protocol']):
             raise ValueError('unexpected match %r' % module)
     if fields['protocol'] not in ('tcp', 'udp') or not fields['ports'] or fields['target'] is None:
         raise ValueError('protocol, ports or target missing')
@@ -223,11 +333,14 @@ def parse_kernel_rule(chain, spec):
 def format_kernel_rule(rule):
     """KernelRule -> '-A CHAIN ...' exactly as iptables-save prints it."""
     words = ['-A', rule.chain]
-    if rule.source:
-        words += ['-s', rule.source]
-    if rule.destination:
-        words += ['-d', rule.destination]
+    for option, network in (('-s', rule.source), ('-d', rule.destination)):
+        if network and not network.startswith(SET_REFERENCE):
+            words += [option, network]
     words += ['-p', rule.protocol]
+    # iptables-save prints matches in the order they were given: the set matches, then the port match.
+    for field, network in (('source', rule.source), ('destination', rule.destination)):
+        if network and network.startswith(SET_REFERENCE):
+            words += ['-m', 'set', '--match-set', network[len(SET_REFERENCE):], SET_DIRECTIONS[field]]
     if len(rule.ports) == 1:
         words += ['-m', rule.protocol, '--dport', port_span_text(rule.ports[0], ':')]
     else:
@@ -260,7 +373,34 @@ def multiport_blocks(spans):
     return blocks
 
 
-def kernel_rules(rule, family):
+def address_matches(rule, field, family, use_sets):
+    """What the kernel rules of one model rule match of its ``field`` list: one item per kernel rule.
+
+    With ``use_sets``, a list of SET_MIN_ADDRESSES or more is one reference to the ipset of ours that holds it;
+    else one rule per network, and None (any) for an empty list.
+    """
+    networks = rule[field]
+    if not networks:
+        return [None]
+    if use_sets and uses_set(networks):
+        return [SET_REFERENCE + ipset_name(rule['name'], field, family)]
+    return list(networks)
+
+
+def desired_sets(rules, family):
+    """{ipset name: merged networks} of ``family`` for the lists of ``rules`` that are matched through a set."""
+    sets = {}
+    for rule in rules:
+        rule_fam = rule_family(rule)
+        if rule_fam != family:
+            continue
+        for field in SET_DIRECTIONS:
+            if uses_set(rule[field]):
+                sets[ipset_name(rule['name'], field, family)] = collapse_networks(rule[field])
+    return sets
+
+
+def kernel_rules(rule, family, use_sets=False):
     """The kernel rules one model rule becomes in one address family (none when its addresses are the other's)."""
     rule_fam = rule_family(rule)
     if rule_fam is not None and rule_fam != family:
@@ -280,23 +420,38 @@ def kernel_rules(rule, family):
         target, option = ACTION_TARGETS[rule['action']], None
     comment = kernel_comment(rule)
     return [KernelRule(chain, source, destination, rule['protocol'], block, comment, target, option)
-            for source in rule['source'] or [None]
-            for destination in rule['destination'] or [None]
+            for source in address_matches(rule, 'source', family, use_sets)
+            for destination in address_matches(rule, 'destination', family, use_sets)
             for block in multiport_blocks(port_spans(rule['ports']))]
 
 
-def desired_chains(rules, family):
+def desired_chains(rules, family, use_sets=False):
     """{table: {our chain: [KernelRule, ...]}} for one family; only chains that get rules."""
     tables = {}
     for rule in rules:
-        for kernel_rule in kernel_rules(rule, family):
+        for kernel_rule in kernel_rules(rule, family, use_sets):
             table = OUR_CHAINS[SECTION_OF_CHAIN[kernel_rule.chain]][0]
             tables.setdefault(table, {}).setdefault(kernel_rule.chain, []).append(kernel_rule)
     return tables
 
 
-def kernel_rule_piece(kernel_rule, family):
-    """KernelRule -> a piece for backend.group_kernel_rules; ValueError when not one of ours."""
+def _piece_networks(network, sets):
+    """A kernel rule's source or destination -> the networks it matches; a set of ours gives its entries."""
+    if not network:
+        return []
+    if not network.startswith(SET_REFERENCE):
+        return [network]
+    name = network[len(SET_REFERENCE):]
+    if name not in sets:
+        raise ValueError('it matches ipset %s, which is not a set of ours' % name)
+    return list(sets[name][1])
+
+
+def kernel_rule_piece(kernel_rule, family, sets=None):
+    """KernelRule -> a piece for backend.group_kernel_rules; ValueError when not one of ours.
+
+    ``sets`` are the ipsets of ours ({name: (family, networks)}) a rule may match through.
+    """
     name, comment = split_kernel_comment(kernel_rule.comment or '')
     if name is None:
         raise ValueError('no rule name in its comment')
@@ -312,8 +467,8 @@ def kernel_rule_piece(kernel_rule, family):
     return {
         'name': name, 'comment': comment, 'direction': direction, 'protocol': kernel_rule.protocol,
         'action': action, 'nat': nat, 'nat_to': nat_to, 'families': (family,),
-        'source': [kernel_rule.source] if kernel_rule.source else [],
-        'destination': [kernel_rule.destination] if kernel_rule.destination else [],
+        'source': _piece_networks(kernel_rule.source, sets or {}),
+        'destination': _piece_networks(kernel_rule.destination, sets or {}),
         'ports': list(kernel_rule.ports),
     }
 
@@ -341,7 +496,7 @@ class FamilyState(object):
                  change ours without touching them, so it refuses
     """
 
-    def __init__(self, family, text):
+    def __init__(self, family, text, sets=None):
         self.family = family
         self.text = text
         self.tables = parse_save(text)
@@ -394,7 +549,7 @@ class FamilyState(object):
                 for spec in marked:
                     try:
                         kernel_rule = parse_kernel_rule(name, spec)
-                        self.pieces.append(kernel_rule_piece(kernel_rule, family))
+                        self.pieces.append(kernel_rule_piece(kernel_rule, family, sets))
                     except ValueError as error:
                         kernel_rule = None
                         self.problems.append('%s %s %s: rule not in our form (%s): %s'
@@ -548,6 +703,36 @@ class IptablesBackend(Backend):
         self.name = 'iptables-%s' % variant
         self.states = {}         # family -> FamilyState
         self.tools = {}          # family -> (save, restore)
+        self.ipset = None        # the ipset command, where sets are used (see find_ipset)
+        self._ipset_found = False
+        self.ipsets = IpsetState('')
+        self._wanted_sets = None
+
+    # Long address lists as ipsets (ufw keeps its rules as they were: its rule files are loaded by ufw, which
+    # knows nothing of ipsets to load first).
+    sets_supported = True
+
+    @property
+    def use_sets(self):
+        return bool(self.find_ipset())
+
+    def find_ipset(self):
+        """The ipset command (None without it, or where sets are not used), looked up once."""
+        if not self._ipset_found:
+            self.ipset = self.get_bin_path('ipset') if self.sets_supported else None
+            self._ipset_found = True
+        return self.ipset
+
+    def check(self, rules, state):
+        """Without the ipset command, long lists stay one rule per address, and the run says so."""
+        if self.find_ipset() or not self.sets_supported:
+            return
+        for rule in rules:
+            for field in SET_DIRECTIONS:
+                if uses_set(rule[field]):
+                    self.notices.append("%s: the ipset command was not found, so rule '%s' matches its %d %s "
+                                        "networks with one kernel rule each instead of one set lookup; install "
+                                        "ipset for that" % (self.name, rule['name'], len(rule[field]), field))
 
     # -- tools ------------------------------------------------------------------
     def _variant_of(self, binary):
@@ -574,8 +759,20 @@ class IptablesBackend(Backend):
                            % (self.name, prefix, self.variant, prefix, self.variant))
 
     # -- reading ----------------------------------------------------------------
+    def _read_ipsets(self):
+        """``ipset save`` once: every set, so that ours and the ones with our prefix are known."""
+        self.ipsets = IpsetState('')
+        if not self.find_ipset():
+            return
+        rc, out, err = self.run_command([self.ipset, 'save'])
+        if rc != 0:
+            raise BackendError('%s: ipset save failed (%d): %s; nothing was changed'
+                               % (self.name, rc, (err or out).strip() or 'no message'))
+        self.ipsets = IpsetState(out)
+
     def read(self):
         self.states, self.tools = {}, {}
+        self._read_ipsets()
         for family in FAMILIES:
             self.tools[family] = self._find_tools(family)
             # One call per family: without -t, *-save prints every table it has.
@@ -585,7 +782,7 @@ class IptablesBackend(Backend):
                 # compare nor remove.
                 raise BackendError('%s: %s failed (%d): %s; nothing was changed'
                                    % (self.name, self.tools[family][0], rc, (err or out).strip() or 'no message'))
-            self.states[family] = FamilyState(family, out)
+            self.states[family] = FamilyState(family, out, self.ipsets.ours)
         # Both families' rules of ours, for the shared grouping (Backend.current_rules), and those in our chains
         # that are not in a form we write (the kernel rules compared one by one catch the rest).
         self.pieces = [piece for state in self.states.values() for piece in state.pieces]
@@ -597,14 +794,34 @@ class IptablesBackend(Backend):
         for family in FAMILIES:
             state = self.states[family]
             in_the_way += state.tainted
-            wanted = desired_chains(rules, family)
+            wanted = desired_chains(rules, family, self.use_sets)
             for (table_name, chain), description in sorted(state.foreign.items()):
                 if chain in wanted.get(table_name, {}):
                     in_the_way.append('%s, and the rules need that chain (rename it; our chain names are fixed)'
                                       % description)
                 else:
                     self.notices.append('%s: left alone: %s' % (self.name, description))
+        needed = set()
+        for name in self.wanted_sets(rules):
+            needed.update((name, name + IPSET_STAGING_SUFFIX))
+        for name, description in sorted(self.ipsets.foreign.items()):
+            if name in needed:
+                in_the_way.append('%s, and the rules need that name (rename or destroy that set)' % description)
+            else:
+                self.notices.append('%s: left alone: %s' % (self.name, description))
         return in_the_way
+
+    def wanted_sets(self, rules):
+        """{ipset name: (family, networks)}: the sets of ours ``rules`` match through (none without ipset).
+
+        Asked by every step of a run with the same list, and merging a long list is not free: kept for that list.
+        """
+        if not self.use_sets:
+            return {}
+        if self._wanted_sets is None or self._wanted_sets[0] is not rules:
+            self._wanted_sets = (rules, dict((name, (family, networks)) for family in FAMILIES
+                                             for name, networks in desired_sets(rules, family).items()))
+        return self._wanted_sets[1]
 
     def base_chain(self, section, family):
         """The chain our jump for ``section`` goes into, in ``family``'s table."""
@@ -655,8 +872,10 @@ class IptablesBackend(Backend):
     def in_place(self, rules):
         if self.parse_problems:
             return False
+        if self.ipsets.ours != self.wanted_sets(rules):
+            return False
         for family in FAMILIES:
-            wanted = desired_chains(rules, family)
+            wanted = desired_chains(rules, family, self.use_sets)
             if family not in self.states:
                 if wanted:
                     return False
@@ -667,7 +886,7 @@ class IptablesBackend(Backend):
         return True
 
     def present_anywhere(self):
-        return any(state.ours_anywhere() for state in self.states.values())
+        return bool(self.ipsets.ours) or any(state.ours_anywhere() for state in self.states.values())
 
     # -- writing ----------------------------------------------------------------
     def _header(self, family):
@@ -707,7 +926,7 @@ class IptablesBackend(Backend):
         """One ``*-restore --noflush`` input per family that needs a change, each a step of the transaction."""
         transaction = Transaction()
         for family in FAMILIES:
-            wanted = desired_chains(rules, family)
+            wanted = desired_chains(rules, family, self.use_sets)
             lines = []
             for table_name in TABLES:
                 table_wanted = wanted.get(table_name, {})
@@ -720,7 +939,71 @@ class IptablesBackend(Backend):
             if lines:
                 transaction.add('%s %s --noflush' % (FAMILY_LABEL[family], os.path.basename(self.tools[family][1])),
                                 '\n'.join([self._header(family)] + lines) + '\n', family)
-        return transaction
+        return self._with_sets(transaction, rules)
+
+    def _with_sets(self, transaction, rules):
+        """The rules' transaction between the ipset steps: sets are built under staging names first, swapped in
+        (or renamed into place) before the rules that match them, and the old contents and the sets no longer
+        needed are destroyed after the rules stopped matching them."""
+        wanted, live = self.wanted_sets(rules), self.ipsets.ours
+        stage, stage_undo, switch, switch_undo, cleanup, summary = [], [], [], [], [], []
+        staging_names = set()
+        for name in sorted(wanted):
+            family, networks = wanted[name]
+            if live.get(name) == (family, networks):
+                continue
+            staging = name + IPSET_STAGING_SUFFIX
+            staging_names.add(staging)
+            if staging in live:
+                # Left by a run that was cut short: ours by mark, and in the way of this run's staging set.
+                stage.append('destroy %s' % staging)
+            stage += ipset_lines(staging, family, networks)
+            stage_undo.append('destroy %s' % staging)
+            if name in live:
+                before = set(live[name][1])
+                switch.append('swap %s %s' % (staging, name))
+                switch_undo.append('swap %s %s' % (staging, name))
+                cleanup.append('destroy %s' % staging)
+                summary.append('# ipset %s (%s): %d networks, %d added, %d removed; built as %s, then swapped in'
+                               % (name, FAMILY_LABEL[family], len(networks), len(set(networks) - before),
+                                  len(before - set(networks)), staging))
+            else:
+                switch.append('rename %s %s' % (staging, name))
+                switch_undo.append('rename %s %s' % (name, staging))
+                summary.append('# ipset %s (%s): new, %d networks; built as %s, then renamed'
+                               % (name, FAMILY_LABEL[family], len(networks), staging))
+        for name in sorted(live):
+            if name not in wanted and name not in staging_names:
+                cleanup.append('destroy %s' % name)
+                summary.append('# ipset %s: no longer needed, destroyed after the rules' % name)
+        if not stage and not cleanup:
+            return transaction
+        steps = []
+        if stage:
+            steps.append(('ipset restore (staging sets)', '\n'.join(summary) + '\n', ('stage', stage, stage_undo)))
+            steps.append(('ipset restore (swap)', '# ipset: %s\n' % '; '.join(switch), ('switch', switch, switch_undo)))
+        steps += transaction.steps
+        if cleanup:
+            text = '# ipset: %s\n' % '; '.join(cleanup)
+            if not stage:
+                text = '\n'.join(summary) + '\n' + text
+            steps.append(('ipset restore (cleanup)', text, ('cleanup', cleanup, [])))
+        return Transaction(steps)
+
+    def _ipset_restore(self, lines):
+        """-> None, or the ipset tool's message when it refused."""
+        rc, out, err = self.run_command([self.ipset, 'restore'], data='\n'.join(lines) + '\n', binary_data=True)
+        return None if rc == 0 else ' '.join((err or out or 'no message').split())
+
+    def _ipset_undo(self, lines):
+        """Undo ipset steps, one command at a time (a set an interrupted step never made is skipped)."""
+        errors = []
+        for line in lines:
+            rc, out, err = self.run_command([self.ipset] + line.split())
+            message = ' '.join((err or out or '').split())
+            if rc != 0 and 'does not exist' not in message:
+                errors.append('%s: %s' % (line, message))
+        return errors
 
     def _restore(self, family, text, *flags):
         return self.run_command([self.tools[family][1]] + list(flags), data=text, binary_data=True)
@@ -749,7 +1032,43 @@ class IptablesBackend(Backend):
         return '%s %s%s: %s' % (self.name, FAMILY_LABEL[family], where, message), match
 
     def apply(self, transaction):
-        blocks = [(family, block) for _label, block, family in transaction.steps]
+        ipset_steps = dict((payload[0], payload[1:]) for _label, _text, payload in transaction.steps
+                           if isinstance(payload, tuple))
+        blocks = [(family, block) for _label, block, family in transaction.steps if not isinstance(family, tuple)]
+        # Sets first: built under staging names in one ipset restore, then swapped in (or renamed into place) one
+        # by one, so that the rules can match them.  Each step done is undone when a later one fails: the host
+        # keeps the sets and rules it had.
+        undo = []
+        if 'stage' in ipset_steps:
+            lines, reverse = ipset_steps['stage']
+            problem = self._ipset_restore(lines)
+            if problem is not None:
+                self._refuse_sets('ipset restore refused the staging sets (%s)' % problem, reverse)
+            undo = list(reverse)
+            for line, line_undo in zip(*ipset_steps['switch']):
+                rc, out, err = self.run_command([self.ipset] + line.split())
+                if rc != 0:
+                    self._refuse_sets('ipset %s failed (%s)' % (line, ' '.join((err or out).split())), undo)
+                undo.insert(0, line_undo)
+        try:
+            self._apply_rules(blocks)
+        except BackendError as error:
+            errors = self._ipset_undo(undo)
+            if errors:
+                raise BackendError('%s; putting the ipsets back failed: %s' % (error, '; '.join(errors)))
+            raise
+        if 'cleanup' in ipset_steps:
+            problem = self._ipset_restore(ipset_steps['cleanup'][0])
+            if problem is not None:
+                raise BackendError('%s: the new rules and sets are in force, but destroying the ipsets of ours no '
+                                   'longer needed failed (%s); the next run destroys them' % (self.name, problem))
+
+    def _refuse_sets(self, problem, undo):
+        errors = self._ipset_undo(undo)
+        raise BackendError('%s: %s; %s' % (self.name, problem, 'undoing the steps before failed too: %s'
+                                           % '; '.join(errors) if errors else 'nothing was changed'))
+
+    def _apply_rules(self, blocks):
         # 1. Validate every family before applying any, so a parse error anywhere changes nothing.
         for family, block in blocks:
             rc, out, err = self._restore(family, block, '--test', '--noflush')
@@ -809,7 +1128,7 @@ class IptablesBackend(Backend):
     def persisted_lines(self, rules, family):
         """{table: [{'chain', 'declaration', 'base', 'jump', 'rules'}]}: our lines in a save file, as live."""
         ours = {}
-        for table_name, chains in desired_chains(rules or [], family).items():
+        for table_name, chains in desired_chains(rules or [], family, self.use_sets).items():
             ours[table_name] = []
             for chain in sorted(chains):
                 base = self.base_chain(SECTION_OF_CHAIN[chain], family)
@@ -822,8 +1141,35 @@ class IptablesBackend(Backend):
                 })
         return ours
 
+    def _ipset_layout(self):
+        return 'redhat' if os.path.isdir('/etc/sysconfig') else 'debian'
+
+    def ipset_save_file(self):
+        return self.options.get('ipset_save_file') or IPSET_SAVE_FILES[self._ipset_layout()]
+
+    def _persist_sets(self, rules, check_mode):
+        """Our sets in the distribution's ipset file (loaded at boot before the iptables rules that match them),
+        every other line of it kept; True when the file changed."""
+        wanted = self.wanted_sets(rules or [])
+        path = self.ipset_save_file()
+        current = read_file_or_none(path)
+        if current is None and not wanted:
+            return False
+        merged = merge_ipset_file(current or '', wanted, set(self.ipsets.foreign))
+        if wanted and not self.options.get('ipset_save_file'):
+            loader, package = IPSET_LOADERS[self._ipset_layout()]
+            if not os.path.exists(loader):
+                self.notices.append('%s: the rules match ipsets, which %s keeps for the next boot, but %s (%s) is '
+                                    'not installed to load them before the iptables rules: install %s, or the '
+                                    'saved rules will not load at boot' % (self.name, path, package, loader, package))
+        if merged is None:
+            return remove_file(path, check_mode)
+        return write_file_atomic(path, merged, check_mode, mode=0o600)
+
     def persist(self, rules, check_mode):
         changed = False
+        if self.sets_supported:
+            changed = self._persist_sets(rules, check_mode)
         for family, path in sorted(self.save_files().items()):
             ours = self.persisted_lines(rules, family)
             current = read_file_or_none(path)
@@ -841,7 +1187,28 @@ class IptablesBackend(Backend):
         return changed
 
     def persistence_files(self, rules):
-        return [path for _family, path in sorted(self.save_files().items())]
+        files = [path for _family, path in sorted(self.save_files().items())]
+        if self.wanted_sets(rules or []):
+            files.append(self.ipset_save_file())
+        return files
+
+
+def merge_ipset_file(text, wanted, foreign=()):
+    """An ``ipset save`` file's text with the lines of our sets replaced by ``wanted`` ({name: (family,
+    networks)}); lines of other sets, and of sets with our prefix that are not ours (``foreign``), kept as they
+    were.  None when nothing is left (the file is to be removed)."""
+    kept = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) > 1 and words[1].startswith(IPSET_PREFIX) and words[1] not in foreign:
+            continue
+        kept.append(line)
+    for name in sorted(wanted):
+        family, networks = wanted[name]
+        kept += ipset_lines(name, family, networks)
+    if not any(line.strip() for line in kept):
+        return None
+    return '\n'.join(kept) + '\n'
 
 
 def saved_sections(text, tables):

@@ -52,11 +52,13 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import (
     NFTABLES_COMMENT_MAX_BYTES,
     OUR_MARK,
+    collapse_networks,
     family_of,
     kernel_comment,
     port_spans,
     rule_family,
     split_kernel_comment,
+    uses_set,
 )
 
 OUR_TABLE = ('inet', 'lync_xmpp')
@@ -111,6 +113,34 @@ def network_text(network):
     return address if length == ('32' if family_of(network) == 4 else '128') else network
 
 
+def addresses_text(addresses):
+    """One network, or a tuple of them (an anonymous interval set), as nft takes it."""
+    if isinstance(addresses, tuple):
+        return '{ %s }' % ', '.join(network_text(network) for network in addresses)
+    return network_text(addresses)
+
+
+def addresses_family(addresses):
+    """4 or 6: the family of one network or of a set's networks (a set holds one family)."""
+    return family_of(addresses[0] if isinstance(addresses, tuple) else addresses)
+
+
+def address_matches(networks):
+    """What one kernel rule matches of a model rule's source or destination list, one item per kernel rule.
+
+    A list of SET_MIN_ADDRESSES or more becomes one anonymous interval set (a tuple of its networks, merged as
+    the kernel merges them), so that one rule matches the whole list by lookup; one network left after merging
+    is matched as itself, since that is how nft lists it.  A shorter list gives one rule per network, and an
+    empty one (any address) a rule without the match.
+    """
+    if not networks:
+        return [None]
+    if uses_set(networks):
+        merged = collapse_networks(networks)
+        return [tuple(merged) if len(merged) > 1 else merged[0]]
+    return list(networks)
+
+
 def ports_text(spans):
     texts = [port_span_text(span, '-') for span in spans]
     return texts[0] if len(texts) == 1 else '{ %s }' % ', '.join(texts)
@@ -120,7 +150,9 @@ class KernelRule(KeyedValue):
     """One nft rule of ours, in a form built from a model rule and read back from ``nft -j`` alike.
 
     ``nfproto`` is 4 or 6 only where an inet chain serves one family and the
-    rule has no address that would say which; ``verdict`` is 'accept', 'drop',
+    rule has no address that would say which; ``source`` and ``destination``
+    are None, one canonical network, or a tuple of them (an anonymous set);
+    ``verdict`` is 'accept', 'drop',
     'reject', ('dnat', address) or ('snat', address).
     """
 
@@ -140,8 +172,8 @@ class KernelRule(KeyedValue):
             words.append('meta nfproto %s' % NFPROTO[self.nfproto])
         for field, network in (('saddr', self.source), ('daddr', self.destination)):
             if network:
-                words.append('%s %s %s' % (ADDRESS_KEYWORD[family_of(network)], field,
-                                           network_text(network)))
+                words.append('%s %s %s' % (ADDRESS_KEYWORD[addresses_family(network)], field,
+                                           addresses_text(network)))
         words.append('%s dport %s' % (self.protocol, ports_text(self.ports)))
         words.append('counter')
         if isinstance(self.verdict, tuple):
@@ -158,7 +190,7 @@ class KernelRule(KeyedValue):
         """The address families this kernel rule applies to."""
         for network in (self.source, self.destination):
             if network:
-                return (family_of(network),)
+                return (addresses_family(network),)
         if isinstance(self.verdict, tuple):
             return (ipaddress.ip_address(self.verdict[1]).version,)
         if self.nfproto:
@@ -169,10 +201,12 @@ class KernelRule(KeyedValue):
 def kernel_rules(rule, table_family, families):
     """The kernel rules for one model rule in a chain of ``table_family`` serving ``families``.
 
-    One kernel rule per (source, destination) pair: nft merges overlapping
-    addresses in a set (a /32 inside a listed /24 vanishes), which would make
-    the rules read back differ from the rules written.  Ports stay together in
-    one set; the model has already merged them.
+    One kernel rule per (source, destination) pair of short lists: nft merges
+    overlapping addresses in a set (a /32 inside a listed /24 vanishes), which
+    would make the rules read back differ from the rules written.  A long list
+    (SET_MIN_ADDRESSES) is one anonymous interval set, merged before it is
+    written (see address_matches).  Ports stay together in one set; the model
+    has already merged them.
     """
     family = rule_family(rule)
     here = sorted(set(families) & (set([family]) if family else set(TABLE_FAMILIES[table_family])))
@@ -188,8 +222,8 @@ def kernel_rules(rule, table_family, families):
     spans = port_spans(rule['ports'])
     return [KernelRule(nfproto, source, destination, rule['protocol'], spans, verdict, kernel_comment(rule))
             for nfproto in nfprotos
-            for source in rule['source'] or [None]
-            for destination in rule['destination'] or [None]]
+            for source in address_matches(rule['source'])
+            for destination in address_matches(rule['destination'])]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -201,12 +235,34 @@ def _canonical_network(text):
         return None
 
 
-def _parse_network(right):
-    """A match's right-hand side -> a canonical network, or None when it is not one network."""
-    if isinstance(right, dict) and 'set' in right:
-        if len(right['set']) != 1:
+def _parse_set(items):
+    """An anonymous set's elements -> a tuple of canonical networks merged as address_matches merges them, or one
+    network when the set holds one; None when an element is no address, prefix or range, or families mix."""
+    networks = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get('range'), list) and len(item['range']) == 2:
+            try:
+                low, high = (ipaddress.ip_address(end) for end in item['range'])
+                networks += [str(network) for network in ipaddress.summarize_address_range(low, high)]
+            except (TypeError, ValueError):
+                return None
+            continue
+        network = _parse_network(item)
+        if network is None:
             return None
-        right = right['set'][0]
+        networks.append(network)
+    if not networks or len(set(family_of(network) for network in networks)) != 1:
+        return None
+    merged = collapse_networks(networks)
+    return tuple(merged) if len(merged) > 1 else merged[0]
+
+
+def _parse_network(right):
+    """A match's right-hand side -> a canonical network, a tuple of them (a set), or None when it is neither."""
+    if isinstance(right, dict) and 'set' in right:
+        if not isinstance(right['set'], list):
+            return None
+        return _parse_set(right['set'])
     if isinstance(right, str):
         return _canonical_network(right)
     if isinstance(right, dict) and isinstance(right.get('prefix'), dict):
@@ -253,7 +309,7 @@ def parse_kernel_rule(rule):
             protocol, field = payload.get('protocol'), payload.get('field')
             if protocol in ('ip', 'ip6') and field in ('saddr', 'daddr') and fields[field] is None:
                 fields[field] = _parse_network(right)
-                if fields[field] is None or ADDRESS_KEYWORD[family_of(fields[field])] != protocol:
+                if fields[field] is None or ADDRESS_KEYWORD[addresses_family(fields[field])] != protocol:
                     return None
             elif protocol in ('tcp', 'udp') and field == 'dport' and fields['ports'] is None:
                 fields['protocol'], fields['ports'] = protocol, _parse_ports(right)
@@ -277,6 +333,12 @@ def parse_kernel_rule(rule):
                       fields['verdict'], rule.get('comment') or '')
 
 
+def _as_list(addresses):
+    if isinstance(addresses, tuple):
+        return list(addresses)
+    return [addresses] if addresses else []
+
+
 def kernel_rule_piece(kernel_rule, section, table_family):
     """One kernel rule of ours -> a piece for backend.group_kernel_rules; None when its comment is not ours."""
     name, comment = split_kernel_comment(kernel_rule.comment)
@@ -288,8 +350,8 @@ def kernel_rule_piece(kernel_rule, section, table_family):
         'action': 'accept' if isinstance(kernel_rule.verdict, tuple) else kernel_rule.verdict,
         'nat': None, 'nat_to': None,
         'families': kernel_rule.families(table_family),
-        'source': [kernel_rule.source] if kernel_rule.source else [],
-        'destination': [kernel_rule.destination] if kernel_rule.destination else [],
+        'source': _as_list(kernel_rule.source),
+        'destination': _as_list(kernel_rule.destination),
         'ports': list(kernel_rule.ports),
     }
     if isinstance(kernel_rule.verdict, tuple):

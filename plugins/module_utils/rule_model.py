@@ -16,7 +16,9 @@ A rule (canonical form, keys in this order)::
     direction    in | out | forward
     protocol     tcp | udp
     ports        destination ports, sorted, merged: ints and "low-high" strings
-    source       sorted canonical networks ("198.51.100.7/32"); [] means any
+    source       sorted canonical networks ("198.51.100.7/32"); [] means any; a list of SET_MIN_ADDRESSES or more
+                 once merged (a kernel set) with overlapping and adjacent networks merged, as the kernel's sets
+                 hold it
     destination  likewise
     action       accept | drop | reject
     comment      human text naming the documented row
@@ -67,6 +69,13 @@ KERNEL_COMMENT_SEPARATOR = ': '
 # their description. Each kernel rule of ours starts its comment with RULE_MARK, then the rule's name.
 OUR_MARK = 'lync-xmpp-federation'
 RULE_MARK = 'lync-xmpp:'
+# A source or destination list of at least this many addresses (after overlapping and adjacent networks are merged)
+# is matched through a kernel set of ours (an nftables interval set, an ipset, a firewalld ipset) in one rule,
+# instead of one rule per address. A set is a hash/interval lookup whatever its size, a rule list is scanned
+# linearly per packet; below four addresses the linear scan costs nothing measurable, and the rules stay readable in
+# `nft list`/`iptables -L` without a set object (with its own name, ownership and persistence) to manage. Every
+# backend reads this one constant, so a list is a set on one backend exactly when it is on another.
+SET_MIN_ADDRESSES = 4
 
 
 class RuleError(ValueError):
@@ -157,9 +166,13 @@ def as_list(value):
     return [value]
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=65536)
 def _parsed_network(network):
-    """Canonical text -> ip_network, parsed once: sorting and family checks ask again and again."""
+    """Canonical text -> ip_network, parsed once: sorting and family checks ask again and again.
+
+    Room for the longest partner lists (tens of thousands of networks): a cache smaller than the list being sorted
+    or merged is emptied before any entry is asked for again.
+    """
     return ipaddress.ip_network(network)
 
 
@@ -177,6 +190,27 @@ def normalize_networks(value, where):
     items = as_list(value)
     return sort_networks(normalize_network(item, '%s[%d]' % (where, index) if len(items) > 1 else where)
                          for index, item in enumerate(items))
+
+
+@functools.lru_cache(maxsize=256)
+def _collapsed(networks):
+    return tuple(str(network) for network in ipaddress.collapse_addresses(_parsed_network(net) for net in networks))
+
+
+def collapse_networks(networks):
+    """Canonical networks of one family, overlapping and adjacent ones merged, sorted: what a kernel set holds.
+
+    nftables interval sets refuse overlapping elements and merge adjacent ones into ranges, and an ipset holds a
+    /32 beside the /24 that contains it; merged first, the set written is the set read back.  Kept for the lists
+    last asked about: every step of a run asks about the same long lists.
+    """
+    return list(_collapsed(tuple(networks)))
+
+
+def uses_set(networks):
+    """True when a rule's source or destination list (canonical, one family) is matched through a kernel set: when
+    it holds SET_MIN_ADDRESSES networks or more once overlapping and adjacent ones are merged."""
+    return len(networks) >= SET_MIN_ADDRESSES and len(_collapsed(tuple(networks))) >= SET_MIN_ADDRESSES
 
 
 def family_of(network):
@@ -354,6 +388,13 @@ def normalize_rule(rule, where='rule'):
         'action': _choice(rule, 'action', ACTIONS, 'accept', where),
         'comment': comment.strip(),
     }
+    for field in ('source', 'destination'):
+        # A long list is a kernel set, which holds it merged (nftables interval sets merge overlapping and adjacent
+        # networks themselves): merged here, the model says what the kernel will read back, and a rule whose list
+        # differs only in a network already covered is the same rule. Shorter lists (fewer than SET_MIN_ADDRESSES
+        # networks once merged) are one kernel rule per network and keep their networks as written.
+        if len(set(family_of(net) for net in normalized[field])) == 1 and uses_set(normalized[field]):
+            normalized[field] = collapse_networks(normalized[field])
     check_kernel_comment(normalized, KERNEL_COMMENT_MAX_BYTES, 'any firewall backend', where)
     families = set(family_of(net) for net in normalized['source'] + normalized['destination'])
     if len(families) > 1:

@@ -89,13 +89,28 @@ description:
     C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in
     C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
     reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
-  - O(state=absent) removes our chains, our jumps and our persisted configuration, nothing else.
+  - "Long address lists: a source or destination list of 4 or more networks once overlapping and adjacent ones are
+    merged (the collection's C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of one
+    rule per address scanned in turn. Overlapping and adjacent networks of such a list are merged first, as the
+    kernel's interval sets merge them (the rules returned show the merged list). nftables writes an anonymous interval
+    set inside the rule (C(ip saddr { ... })): it is created, replaced and removed with its rule in the same
+    transaction, has no name anyone else could take, and is compared with the rule it belongs to. iptables uses an
+    ipset of ours (C(hash:net), one per rule, field and family, named C(lync-xmpp-HASH-s4) and the like, created with
+    the C(comment) extension, every entry with the comment C(lync-xmpp-federation); a set with that prefix without
+    those marks is foreign and refused where the rules need its name), matched with C(-m set --match-set). A changed
+    list is built as a new set under a staging name and swapped in with C(ipset swap) before the rules are restored;
+    on a failure the previous sets and rules stay. Sets no longer needed are destroyed after the rules stopped
+    matching them. Without the C(ipset) command the lists stay one rule per address, with a warning. ufw keeps one
+    rule per address (ufw loads only its rule files at boot, with no ipsets before them)."
+  - O(state=absent) removes our chains, our jumps, our sets and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 requirements:
   - Python 3.6 or later on the managed host (Python 2.7 is not supported; the module says so and fails)
   - Root on the managed host (C(become))
   - "The host's own firewall tooling: C(nft) (nftables), C(iptables-save)/C(iptables-restore) and their IPv6 twins
     (iptables-nft or iptables-legacy), C(firewall-cmd) (firewalld 0.9 or later), or ufw."
+  - "Optionally C(ipset) on iptables hosts, for long address lists as one set lookup (without it they stay one rule per
+    address)."
 attributes:
   check_mode:
     description: Compares and reports what would change; writes nothing.
@@ -150,7 +165,7 @@ options:
         file lacks one. The main configuration is then checked to load (C(nft -c -f)); if it would not, both files
         are put back and the module fails saying why.
       - iptables, our chains in the netfilter-persistent or iptables-services save files (O(iptables_save_files)),
-        leaving every other line of those files as it was.
+        leaving every other line of those files as it was, and our ipsets in O(ipset_save_file).
       - firewalld creates policies only in its permanent configuration, so there the rules always persist and
         V(false) is refused.
       - ufw, our chains in C(/etc/ufw/before.rules) and C(before6.rules) (or O(iptables_save_files)), leaving every
@@ -207,6 +222,15 @@ options:
       ipv6:
         description: The IPv6 save file.
         type: path
+  ipset_save_file:
+    description:
+      - The file the ipsets of ours are persisted in, in C(ipset save) form, every other set's lines kept as they were.
+      - By default C(/etc/iptables/ipsets), which Debian's C(ipset-persistent) (a netfilter-persistent plugin) loads at
+        boot before the iptables rules, or C(/etc/sysconfig/ipset) where that directory exists, which RHEL's
+        C(ipset-service) loads before C(iptables.service). Without that loader the saved rules, which match the
+        sets, would not load at boot; the module warns when the loader is missing.
+    type: path
+    version_added: 1.1.0
 notes:
   - One call applies the whole list; its cost grows with the number of rules, not with the number of tasks.
   - "nftables: a packet must be accepted at every base chain of its hook, in every table. Our chains hang from
@@ -373,6 +397,7 @@ def main():
                 'ipv4': dict(type='path'),
                 'ipv6': dict(type='path'),
             }),
+            ipset_save_file=dict(type='path'),
         ),
         # A left-out list must not mean "remove everything of ours": that takes an explicit rules: [].
         required_if=[('state', 'present', ['rules'])],

@@ -37,13 +37,15 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.iptables impo
     IptablesBackend,
     KernelRule,
     format_kernel_rule,
+    ipset_name,
+    merge_ipset_file,
     merge_save_file,
     multiport_blocks,
     parse_kernel_rule,
     save_quote,
     split_words,
 )
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import RuleError, normalize_rules
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import OUR_MARK, RuleError, normalize_rules
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'iptables')
 VARIANTS = ('nft', 'legacy')
@@ -647,3 +649,121 @@ def test_the_host_lock_serialises_runs(tmp_path):
     assert 'still holds' in str(caught.value)
     first.close()
     hold_host_lock(path, timeout=0.2).close()
+
+
+# -- long address lists as ipsets (fixtures/iptables/<variant>-sets.*, sets-rules.json) ---------------------
+
+with open(os.path.join(FIXTURES, 'sets-rules.json')) as _rules:
+    SET_RULES = normalize_rules(json.load(_rules))
+SET_V4 = ipset_name('partners-v4', 'source', 4)
+SET_V6 = ipset_name('partners-v6', 'source', 6)
+
+
+class RecordedSetHost(RecordedHost):
+    """RecordedHost with the ipset tool: ``ipset save`` gives the recording (or ``ipset_text``); every other ipset
+    command succeeds unless ``ipset_results`` maps its first word ('restore', 'swap', ...) to another result."""
+
+    def __init__(self, variant, stage='sets', ipset_text=None, ipset_results=None, **kwargs):
+        super(RecordedSetHost, self).__init__(variant, stage, **kwargs)
+        self.binaries.add('ipset')
+        self.ipset_text = fixture('%s-sets.ipset' % variant) if ipset_text is None else ipset_text
+        self.ipset_results = ipset_results or {}
+
+    def run_command(self, argv, data=None, binary_data=False):
+        if os.path.basename(argv[0]) != 'ipset':
+            return super(RecordedSetHost, self).run_command(argv, data, binary_data)
+        self.calls.append((argv, data))
+        if argv[1:] == ['save']:
+            return 0, self.ipset_text, ''
+        return self.ipset_results.get(argv[1], (0, '', ''))
+
+    def ipset_calls(self):
+        return [(argv[1:], data) for argv, data in self.calls if os.path.basename(argv[0]) == 'ipset']
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_long_lists_read_back_from_their_ipsets_and_a_rerun_writes_nothing(variant, tmp_path):
+    host = RecordedSetHost(variant)
+    # The recording: one rule per long list, matching its set; the short list stays three rules.
+    saved = fixture('%s-sets.v4.save' % variant)
+    assert saved.count('--match-set %s src' % SET_V4) == 1 and saved.count('-A LYNC-XMPP-OUT') == 3
+    backend = backend_for(host, tmp_path)
+    result = converge(backend, SET_RULES, 'present', False, False)
+    assert not result['changed'] and result['script'] == '' and result['warnings'] == []
+    live = dict((rule['name'], rule) for rule in backend.current_rules())
+    assert live['partners-v4']['source'] == ['198.51.100.0/25', '198.51.100.132/30', '198.51.100.136/29',
+                                             '198.51.100.200/29']
+    assert backend.problems() == []
+    # One read: ipset save once, then one save per family.
+    assert [os.path.basename(argv[0]) + ' ' + ' '.join(argv[1:]) for argv, _data in host.calls] == [
+        'ipset save', '%s-%s-save ' % ('iptables', variant), '%s-%s-save ' % ('ip6tables', variant)]
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_one_network_changed_refills_only_its_set_by_staging_and_swapping(variant, tmp_path):
+    host = RecordedSetHost(variant)
+    rules = json.loads(fixture('sets-rules.json'))
+    rules[1]['source'][-1] = '198.51.100.248/29'
+    result = converge(backend_for(host, tmp_path), normalize_rules(rules), 'present', False, False)
+    assert result['changed']
+    assert host.restores() == [], 'the rules stay as they are'
+    calls = host.ipset_calls()
+    assert [argv for argv, _data in calls] == [['save'], ['restore'], ['swap', SET_V4 + '-n', SET_V4], ['restore']]
+    staged = calls[1][1].splitlines()
+    assert staged[0].startswith('create %s-n hash:net family inet ' % SET_V4) and staged[0].endswith(' comment')
+    assert staged[1:] == ['add %s-n %s comment %s' % (SET_V4, network, OUR_MARK) for network in (
+        '198.51.100.0/25', '198.51.100.132/30', '198.51.100.136/29', '198.51.100.248/29')]
+    assert calls[3][1] == 'destroy %s-n\n' % SET_V4
+    assert '1 added, 1 removed' in result['script']
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_a_refused_rule_restore_puts_the_sets_back(variant, tmp_path):
+    host = RecordedSetHost(variant, 'admin', ipset_text='',
+                           restore_results={(4, False): (1, '', 'iptables-restore: line 4 failed')})
+    with pytest.raises(BackendError) as error:
+        converge(backend_for(host, tmp_path), SET_RULES, 'present', False, False)
+    assert 'as it was before this run' in str(error.value)
+    commands = [argv for argv, _data in host.ipset_calls()]
+    assert commands[:2] == [['save'], ['restore']]
+    # New sets were renamed into place, then back, then the staging sets destroyed: nothing of ours is left.
+    renames = [argv for argv in commands if argv[0] == 'rename']
+    assert sorted(renames) == sorted([['rename', SET_V4 + '-n', SET_V4], ['rename', SET_V6 + '-n', SET_V6],
+                                      ['rename', SET_V4, SET_V4 + '-n'], ['rename', SET_V6, SET_V6 + '-n']])
+    assert commands[-2:] == [['destroy', SET_V4 + '-n'], ['destroy', SET_V6 + '-n']]
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_a_foreign_ipset_with_our_name_is_refused_before_anything_is_written(variant, tmp_path):
+    foreign = 'create %s hash:net family inet hashsize 1024 maxelem 65536\nadd %s 198.51.100.77\n' % (SET_V4, SET_V4)
+    host = RecordedSetHost(variant, 'admin', ipset_text=foreign)
+    with pytest.raises(OwnershipError) as error:
+        converge(backend_for(host, tmp_path), SET_RULES, 'present', False, False)
+    assert SET_V4 in str(error.value) and 'nothing was changed' in str(error.value)
+    assert host.restores() == [] and [argv for argv, _data in host.ipset_calls()] == [['save']]
+    # One entry without our mark in a set of ours makes it foreign too.
+    marked = fixture('%s-sets.ipset' % variant) + 'add %s 198.51.100.99\n' % SET_V4
+    host = RecordedSetHost(variant, ipset_text=marked)
+    with pytest.raises(OwnershipError):
+        converge(backend_for(host, tmp_path), SET_RULES, 'present', False, False)
+
+
+def test_without_the_ipset_tool_long_lists_stay_rules_and_the_run_says_so(tmp_path):
+    host = RecordedHost('nft', 'admin')
+    result = converge(backend_for(host, tmp_path), SET_RULES, 'present', False, False)
+    assert any('ipset command was not found' in warning and "'partners-v4'" in warning
+               for warning in result['warnings'])
+    assert '--match-set' not in result['script'] and result['script'].count('-A LYNC-XMPP-FWD -s ') == 8
+
+
+def test_the_ipset_file_keeps_every_other_set():
+    theirs = 'create admin-block hash:ip family inet hashsize 1024 maxelem 65536\nadd admin-block 198.51.100.5\n'
+    wanted = {SET_V4: (4, ['198.51.100.0/25', '198.51.100.7/32'])}
+    merged = merge_ipset_file(theirs + 'create %s hash:net family inet\n' % SET_V4, wanted)
+    assert merged.startswith(theirs)
+    assert merged[len(theirs):].splitlines()[1:] == ['add %s 198.51.100.0/25 comment %s' % (SET_V4, OUR_MARK),
+                                                     'add %s 198.51.100.7 comment %s' % (SET_V4, OUR_MARK)]
+    assert merge_ipset_file(merged, {}) == theirs
+    assert merge_ipset_file('create %s hash:net\n' % SET_V4, {}) is None
+    # A set with our prefix that is not ours stays in the file.
+    assert merge_ipset_file('create %s hash:net\n' % SET_V4, {}, foreign={SET_V4}) == 'create %s hash:net\n' % SET_V4

@@ -553,8 +553,10 @@ def test_kernel_rules_in_our_forms_parse(expr, expected):
      COUNTER, {'accept': None}],                                                          # an interface
     [{'match': {'op': '!=', 'left': {'payload': {'protocol': 'tcp', 'field': 'dport'}}, 'right': 1}}, COUNTER,
      {'accept': None}],                                                                   # a negation
-    [match('ip', 'saddr', {'set': ['198.51.100.1', '198.51.100.2']}), match('tcp', 'dport', 1), COUNTER,
-     {'accept': None}],                                                                   # two addresses in a set
+    [match('ip', 'saddr', {'set': ['198.51.100.1', '2001:db8::2']}), match('tcp', 'dport', 1), COUNTER,
+     {'accept': None}],                                                                   # two families in one set
+    [match('ip', 'saddr', {'set': ['198.51.100.1', 'lync']}), match('tcp', 'dport', 1), COUNTER,
+     {'accept': None}],                                                                   # no address in a set
     [match('ip6', 'saddr', '198.51.100.1'), match('tcp', 'dport', 1), COUNTER, {'accept': None}],  # wrong family
     [match('tcp', 'dport', 1), COUNTER, {'dnat': {'addr': '198.51.100.1', 'port': 80}}],  # translation with a port
     [match('tcp', 'dport', 1), COUNTER, {'accept': None}, {'drop': None}],                # two verdicts
@@ -726,3 +728,57 @@ def test_an_os_error_on_a_persistence_path_is_a_message_naming_it(tmp_path):
     backend.options['nft_main_config'] = str(tmp_path)
     with pytest.raises(BackendError, match='cannot read %s: Is a directory' % tmp_path):
         backend.persist(RULES, False)
+
+
+# -- long address lists as anonymous interval sets (fixtures/nftables/sets.*, sets-rules.json) ----------------
+
+with open(os.path.join(FIXTURES, 'sets-rules.json')) as _rules:
+    SET_RULES = normalize_rules(json.load(_rules))
+
+
+def test_long_lists_read_back_as_one_set_rule_each_merged_as_the_kernel_merges_them(tmp_path):
+    host = RecordedHost('sets')
+    backend = backend_for(host, tmp_path)
+    backend.read()
+    assert backend.problems() == []
+    assert backend.in_place(SET_RULES)
+    chains = dict((chain, rules) for (_table, chain), rules in backend.live_chains.items())
+    # Three destinations (below SET_MIN_ADDRESSES) stay three rules; each long list is one rule with a set.
+    assert len(chains['lync_xmpp_out']) == 3 and len(chains['lync_xmpp_fwd']) == 2
+    live = dict((rule['name'], rule) for rule in backend.current_rules())
+    # Adjacent /26s merged, the /32 inside one gone, two adjacent prefixes nft lists as one range read back.
+    assert live['partners-v4']['source'] == ['198.51.100.0/25', '198.51.100.132/30', '198.51.100.136/29',
+                                             '198.51.100.200/29']
+    assert live['partners-v6']['source'] == ['2001:db8:1::/48', '2001:db8:2::/47', '2001:db8:5::/48',
+                                             '2001:db8:8::1/128']
+    assert '198.51.100.132-198.51.100.143' in fixture('sets.txt')
+
+
+def test_a_no_op_with_sets_reads_once_and_writes_nothing(tmp_path):
+    host = RecordedHost('sets')
+    result = converge(backend_for(host, tmp_path), SET_RULES, 'present', False, False)
+    assert not result['changed'] and result['script'] == ''
+    assert host.commands() == [LIST_JSON, LIST_TEXT]
+
+
+def test_one_network_changed_rewrites_only_that_set_rule(tmp_path):
+    host = RecordedHost('sets')
+    rules = json.loads(fixture('sets-rules.json'))
+    rules[1]['source'][-1] = '198.51.100.248/29'
+    script = planned(host, tmp_path, normalize_rules(rules))
+    added = [line for line in script_lines(script) if line.startswith('add rule')]
+    forward = [line for line in added if 'lync_xmpp_fwd' in line and 'ip saddr' in line]
+    assert len(forward) == 1
+    assert '198.51.100.248/29' in forward[0] and '198.51.100.200/29' not in forward[0]
+    assert '{ 198.51.100.0/25, 198.51.100.132/30, 198.51.100.136/29, 198.51.100.248/29 }' in forward[0]
+
+
+def test_a_set_rule_parses_addresses_prefixes_and_ranges():
+    rule = parse_kernel_rule({'expr': [
+        match('ip', 'saddr', {'set': ['198.51.100.9', {'prefix': {'addr': '198.51.100.0', 'len': 29}},
+                                      {'range': ['198.51.100.16', '198.51.100.31']}]}),
+        match('tcp', 'dport', 5269), COUNTER, {'accept': None}], 'comment': 'lync-xmpp:x'})
+    assert rule.source == ('198.51.100.0/29', '198.51.100.9/32', '198.51.100.16/28')
+    assert parse_kernel_rule({'expr': [
+        match('ip', 'saddr', {'set': [{'range': ['198.51.100.10', '198.51.100.0']}]}), match('tcp', 'dport', 1),
+        COUNTER, {'accept': None}]}) is None

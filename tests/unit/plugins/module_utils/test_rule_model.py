@@ -19,6 +19,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
     IPTABLES_COMMENT_MAX_BYTES,
     KERNEL_COMMENT_MAX_BYTES,
     NFTABLES_COMMENT_MAX_BYTES,
+    SET_MIN_ADDRESSES,
     RuleError,
     as_list,
     check_kernel_comment,
@@ -530,3 +531,19 @@ def test_a_translation_of_every_address_is_refused():
     with pytest.raises(RuleError) as error:
         normalize_rule(canonical(direction='forward', nat='dnat', nat_to='2001:db8::1', destination=['2001:db8::/0']))
     assert "field 'destination': '::/0' is every IPv6 address" in str(error.value)
+
+
+def test_a_long_list_is_merged_as_a_kernel_set_holds_it_and_a_short_one_is_kept():
+    base = {'name': 'partners', 'direction': 'forward', 'ports': [5269]}
+    long_list = ['198.51.100.0/26', '198.51.100.64/26', '198.51.100.7', '198.51.100.200/29', '198.51.100.150',
+                 '198.51.100.160/28']
+    rule = normalize_rule(dict(base, source=long_list))
+    assert rule['source'] == ['198.51.100.0/25', '198.51.100.150/32', '198.51.100.160/28', '198.51.100.200/29']
+    assert len(rule['source']) >= SET_MIN_ADDRESSES
+    # Normalising again gives the same rule.
+    assert normalize_rule(rule) == rule
+    # Four networks that merge into fewer than SET_MIN_ADDRESSES are no set: one kernel rule each, as written.
+    short = normalize_rule(dict(base, source=long_list[:4]))
+    assert short['source'] == ['198.51.100.0/26', '198.51.100.7/32', '198.51.100.64/26', '198.51.100.200/29']
+    quarters = normalize_rule(dict(base, source=['0.0.0.0/2', '64.0.0.0/2', '128.0.0.0/2', '192.0.0.0/2']))
+    assert len(quarters['source']) == 4
