@@ -91,6 +91,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model im
     sort_networks,
     rule_family,
     split_kernel_comment,
+    uses_set,
 )
 
 POLICIES = {
@@ -124,10 +125,6 @@ RICH_WORDS = re.compile(r'^(?:\s*[A-Za-z-]+(?:="[^"]*")?)*\s*$')
 RICH_WORD = re.compile(r'([A-Za-z-]+)(?:="([^"]*)")?')
 
 
-# A source or destination list of this many networks or more is matched through a firewalld ipset of ours (hash:net)
-# in one rich rule, instead of one rich rule per network. It mirrors rule_model's SET_MIN_ADDRESSES, the threshold at
-# which the kernel backends use sets, so that a list is a set on every backend alike.
-SET_MIN_ADDRESSES = 4
 # An ipset reference in a RichRule's source or destination: 'ipset:NAME'.
 IPSET_REFERENCE = 'ipset:'
 # ipset names are at most 31 characters (the kernel's limit): ours are our prefix, the field and a digest of the
@@ -255,8 +252,9 @@ class RichRule(KeyedValue):
 
 
 def set_fields(rule):
-    """The fields of ``rule`` matched through an ipset of ours: those with SET_MIN_ADDRESSES networks or more."""
-    return [field for field in ('source', 'destination') if len(rule[field]) >= SET_MIN_ADDRESSES]
+    """The fields of ``rule`` matched through an ipset of ours (hash:net) in one rich rule instead of one rich rule
+    per network: those the rule model says every backend matches through a kernel set (rule_model.uses_set)."""
+    return [field for field in ('source', 'destination') if uses_set(rule[field])]
 
 
 def rich_rules(rules, start=0, use_sets=False):
