@@ -915,10 +915,13 @@ class FirewalldBackend(Backend):
     def present_anywhere(self):
         if self.api is None:
             return bool(self.runtime or self.files)
-        return (any(fields is not None for fields in self.permanent.values())
-                or any(fields is not None and fields['rich_rules'] for fields in self.runtime.values())
-                or any(fields is not None for fields in self.ipsets_permanent.values())
-                or bool(self.direct_runtime or self.direct_permanent))
+        return any([
+            any(fields is not None for fields in self.permanent.values()),
+            any(fields is not None and fields['rich_rules'] for fields in self.runtime.values()),
+            any(fields is not None for fields in self.ipsets_permanent.values()),
+            self.direct_runtime,
+            self.direct_permanent,
+        ])
 
     # -- writing -------------------------------------------------------------------
     def plan(self, rules):
@@ -929,13 +932,15 @@ class FirewalldBackend(Backend):
         for policy in sorted(set(wanted) | set(self.permanent) | set(self.runtime)):
             settings = wanted.get(policy)
             permanent, runtime = self.permanent.get(policy), self.runtime.get(policy)
-            same_permanent = (permanent is None and settings is None) or (
-                permanent is not None and settings is not None
-                and comparable_settings(permanent, False) == comparable_settings(settings, False))
+            if permanent is None or settings is None:
+                same_permanent = permanent is None and settings is None
+            else:
+                same_permanent = comparable_settings(permanent, False) == comparable_settings(settings, False)
             if settings is None and runtime is not None and not runtime['rich_rules'] and permanent is None:
                 continue
-            same_runtime = (runtime is not None and settings is not None and not needs_reload(runtime, settings)
-                            and comparable_settings(runtime, True) == comparable_settings(settings, True))
+            same_runtime = all([runtime is not None, settings is not None]) and all([
+                not needs_reload(runtime, settings),
+                comparable_settings(runtime, True) == comparable_settings(settings, True)])
             if same_permanent and same_runtime:
                 continue
             changes[policy] = {'permanent': permanent, 'runtime': runtime, 'wanted': settings,
@@ -984,13 +989,13 @@ class FirewalldBackend(Backend):
             if settings is None and permanent is None and runtime is None:
                 continue
             if settings is not None and permanent is not None and runtime is not None:
-                if (comparable_ipset(permanent, False) == comparable_ipset(settings, False)
-                        and comparable_ipset(runtime, True) == comparable_ipset(settings, True)):
+                same_permanent = comparable_ipset(permanent, False) == comparable_ipset(settings, False)
+                if same_permanent and comparable_ipset(runtime, True) == comparable_ipset(settings, True):
                     continue
                 shape = dict(comparable_ipset(settings, False), entries=None)
-                live = (dict(comparable_ipset(permanent, False), entries=None) == shape
-                        and dict(comparable_ipset(runtime, False), entries=None, description=shape['description'])
-                        == shape)
+                permanent_shape = dict(comparable_ipset(permanent, False), entries=None)
+                runtime_shape = dict(comparable_ipset(runtime, False), entries=None, description=shape['description'])
+                live = permanent_shape == shape and runtime_shape == shape
             else:
                 live = False
             changes[name] = {'permanent': permanent, 'runtime': runtime, 'wanted': settings, 'reload': not live}
