@@ -365,3 +365,23 @@ def test_a_windows_source_that_fails_reports_its_checks_as_not_run(estate):
     assert failed and set(failed) == set([('win1', 'not-run')]), proc.stdout
     assert all(check['detail'].startswith('the probe on win1 failed') for check in checks if check['from'] == 'win1')
     assert [check['observed'] for check in checks if check['from'] == 'fe1' and check['kind'] == 'row'] == ['open']
+
+
+def test_hosts_that_disagree_on_the_estate_s_settings_fail_verify_before_any_probe(estate):
+    # Partner networks set on the Edge only: the flows of the estate would depend on which host verify read them
+    # from, so it refuses, naming the variable and the host, as plan does.
+    inventory = os.path.join(estate.workdir, 'disagreeing.yml')
+    with open(estate.inventory) as handle:
+        text = handle.read()
+    indent = re.search(r'\n( +)ansible_python_interpreter: .*\n( +)lync_edge_external_ip', text).group(2)
+    text = text.replace('\n%slync_edge_external_ip' % indent,
+                        '\n%sxmpp_firewall_partner_networks: [%s/32]\n%slync_edge_external_ip' % (indent, VANTAGE4, indent))
+    with open(inventory, 'w') as handle:
+        handle.write(text)
+    proc = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', inventory, 'lync.xmpp_federation.verify',
+                           '-e', 'xmpp_firewall_verify_vantage=vantage1'],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          env=ansible_env(), cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stdout
+    assert 'must agree on the settings' in proc.stdout and 'Differing from edge1: xmpp_firewall_partner_networks on fe1' in proc.stdout, proc.stdout
+    assert 'flow_probe' not in proc.stdout
