@@ -107,7 +107,7 @@ EXAMPLES = r'''
     msg: >-
       {{ xmpp_firewall_matrix | lync.xmpp_federation.flows(hostvars, groups,
                                                            extra_rows=xmpp_firewall_extra_rows,
-                                                           vantage='probe01', partner='203.0.113.5') }}
+                                                           vantage='probe01', partner='198.51.100.245') }}
 
 - name: Only the connections that must stay blocked
   ansible.builtin.set_fact:

@@ -43,7 +43,7 @@ def ansible_view(source):
 
 def test_the_example_estate_row_1_reaches_edge02_through_its_nat_and_edge01_directly():
     hostvars, groups = ansible_view(EXAMPLE_INVENTORY)
-    found = flows(MATRIX, hostvars, groups, vantage='probe01', partner=['203.0.113.5', '2001:db8:99::5'])
+    found = flows(MATRIX, hostvars, groups, vantage='probe01', partner=['198.51.100.245', '2001:db8:99::5'])
     assert [(flow['from'], flow['to'], flow['to_host'], flow['translated_to'], flow['expected'])
             for flow in found if flow['row'] == 'xmpp-s2s-inbound' and flow['kind'] == 'row'] == [
         ('probe01', '198.51.100.10', 'edge01', None, 'open'),
@@ -53,7 +53,7 @@ def test_the_example_estate_row_1_reaches_edge02_through_its_nat_and_edge01_dire
     # edge02 has no IPv6 external address: it reaches only the IPv4 partner, seen as its public address.
     assert [(flow['from'], flow['to'], flow['seen_as']) for flow in found
             if flow['row'] == 'xmpp-s2s-outbound' and flow['kind'] == 'row'] == [
-        ('edge01', '203.0.113.5', None), ('edge01', '2001:db8:99::5', None), ('edge02', '203.0.113.5', '198.51.100.62')]
+        ('edge01', '198.51.100.245', None), ('edge01', '2001:db8:99::5', None), ('edge02', '198.51.100.245', '198.51.100.62')]
     # fe01 has no lync_internal_ip: its ansible_host (IPv4 only) stands in, so it reaches IPv4 addresses only.
     assert [flow['to'] for flow in found if flow['kind'] == 'row' and flow['from'] == 'fe01'] == [
         '198.51.100.140', '198.51.100.141']

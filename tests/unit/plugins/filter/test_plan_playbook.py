@@ -75,7 +75,7 @@ def csv_tables(path):
 def test_the_example_estate_as_csv_with_every_host_unreachable(tmp_path):
     plan_file = tmp_path / 'plan.csv'
     result = run_plan(tmp_path, EXAMPLE_INVENTORY, '-e', 'xmpp_firewall_plan_file=%s' % plan_file,
-                      '-e', 'xmpp_firewall_verify_vantage=probe01', '-e', 'xmpp_firewall_verify_partner=203.0.113.5')
+                      '-e', 'xmpp_firewall_verify_vantage=probe01', '-e', 'xmpp_firewall_verify_partner=198.51.100.245')
     assert result.returncode == 0, result.stdout
     assert 'unreachable=0' in result.stdout and 'failed=0' in result.stdout
     rules, flows = csv_tables(plan_file)
@@ -91,7 +91,7 @@ def test_the_example_estate_as_csv_with_every_host_unreachable(tmp_path):
                                                         'probe01']
     assert ['xmpp-s2s-inbound', 'row', 'probe01', '198.51.100.62', 'edge02', '5269', 'tcp', 'open',
             'translated to 198.51.100.11'] in flows
-    assert ['xmpp-s2s-outbound', 'row', 'edge02', '203.0.113.5', '', '5269', 'tcp', 'open',
+    assert ['xmpp-s2s-outbound', 'row', 'edge02', '198.51.100.245', '', '5269', 'tcp', 'open',
             'seen as 198.51.100.62'] in flows
     assert ['xmpp-gateway-internal', 'internal-port-from-internet', 'probe01', '198.51.100.141', 'edge02', '23456',
             'tcp', 'blocked', ''] in flows

@@ -225,7 +225,7 @@ def test_restrict_internal_sources_adds_only_the_internal_firewalls_check():
 
 def test_a_vantage_outside_the_partner_networks_expects_5269_blocked():
     hostvars, groups = topology({'edge1': SINGLE_EDGE}, {'fe1': FRONT_END}, {'probe': PROBE})
-    found = flows(MATRIX, hostvars, groups, vantage='probe', partner_networks=['203.0.113.0/24'])
+    found = flows(MATRIX, hostvars, groups, vantage='probe', partner_networks=['198.51.100.224/28'])
     assert [(flow['id'], flow['expected']) for flow in found if flow['row'] == 'xmpp-s2s-inbound'] == [
         ('xmpp-s2s-inbound:row:probe>198.51.100.10:tcp/5269:ipv4', 'blocked'),
         ('xmpp-s2s-inbound:outside-narrowing:fw-ext>198.51.100.10:tcp/5269:ipv4', 'blocked'),
