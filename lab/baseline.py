@@ -189,7 +189,20 @@ done
 ''' + FIREWALLD_START
 FIREWALLD_FILES = '/etc/firewalld/zones/*.xml /etc/firewalld/policies/*.xml'
 # ufw as an admin would set it up: deny incoming and routed (and outgoing on the servers), SSH allowed.
-UFW_FILES = '/etc/ufw/before.rules /etc/ufw/before6.rules /etc/ufw/user.rules /etc/ufw/user6.rules'
+# Its files: the rules ufw loads, and before.init (with its mode: the collection may have to make it executable
+# for ufw to run its block) and the collection's ipset file, which that block loads.
+UFW_FILES = ('/etc/ufw/before.rules /etc/ufw/before6.rules /etc/ufw/user.rules /etc/ufw/user6.rules '
+             '/etc/ufw/before.init /etc/ufw/lync-xmpp-federation.ipsets')
+# What a reboot leaves of the firewall (the kernel's rules and sets emptied; the tables iptables-nft made stay,
+# empty, so that the listings compare), then ufw's boot unit: ufw-init start runs before.init, then loads the
+# rule files.
+UFW_BOOT = '''for tool in iptables ip6tables; do
+  for table in $($tool-save | sed -n 's/^[*]//p'); do $tool -w -t "$table" -F; $tool -w -t "$table" -X; done
+  for chain in INPUT FORWARD OUTPUT; do $tool -w -P "$chain" ACCEPT; done
+done
+ipset destroy
+/usr/lib/ufw/ufw-init start >/dev/null
+'''
 # fail2ban on a firewalld Edge (lab.py up --fail2ban): two jails guarding the Edge's s2s port with fail2ban's
 # firewalld actions, each holding a ban of one partner address at runtime only: a zone rich rule
 # (firewallcmd-rich-rules) and a direct rule on a kernel ipset (firewallcmd-ipset). The lab takes its baseline with

@@ -356,12 +356,19 @@ class Ufw(Firewall):
         return "iptables-restore --noflush <<'LAB_EOF'\n%sLAB_EOF\n" % baseline.IPTABLES_FOREIGN
 
     def reload(self):
-        # ufw rebuilds its chains from its files; Docker's chains are not ufw's and stay.
-        return 'ufw reload >/dev/null\n'
+        # A reboot first: ufw starts from its files alone (our ipsets and nat jumps come from before.init), and
+        # Docker, which starts after it, puts its rules back. Then ufw reload as an admin runs it: ufw rebuilds its
+        # chains from its files (before.init stop and start around it); Docker's chains are not ufw's and stay.
+        return baseline.UFW_BOOT + self.foreign() + 'ufw reload >/dev/null\n'
 
     def listing(self):
         return ('iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n'
-                'for f in %s; do echo "=== $f"; cat "$f"; done\n' % baseline.UFW_FILES)
+                'for f in %s; do [ -e "$f" ] || continue; echo "=== $f"; cat "$f"\n'
+                '  case "$f" in *.init) echo "(mode $(stat -c %%a "$f"))";; esac; done\n' % baseline.UFW_FILES)
+
+    def rules_for_comparison(self, ruleset):
+        # The nat table our translations needed stays after they go, empty: the kernel made it for us.
+        return '\n'.join(drop_empty_tables(ruleset.splitlines())) + '\n'
 
 
 FIREWALLS = {
@@ -458,8 +465,8 @@ def drop_empty_tables(lines):
             continue
         section.append(line)
         if line == 'COMMIT':
-            empty = all(not entry.startswith('-A') and not re.match(r':\S+ (DROP|REJECT)', entry)
-                        for entry in section)
+            empty = all(not COUNTER_PAIR.sub('', entry).lstrip().startswith('-A')
+                        and not re.match(r':\S+ (DROP|REJECT)', entry) for entry in section)
             if not empty:
                 kept.extend(section)
             section = None

@@ -284,14 +284,15 @@ def refuse_translations(rules, backend, why):
                                % (backend, rule['name'], rule['nat'], rule['nat_to'], why, backend))
 
 
-def write_file_atomic(path, content, check_mode, mode=0o600):
+def write_file_atomic(path, content, check_mode, mode=0o600, keep_mode=True):
     """Write ``content`` to ``path`` only if it differs; rename into place so a reader never sees half a file.
 
+    An existing file keeps its mode unless ``keep_mode`` is False: then content and ``mode`` arrive together.
     Returns True when the file changed (or would, in check mode).
     """
     try:
         with open(path) as current:
-            if current.read() == content:
+            if current.read() == content and (keep_mode or os.stat(path).st_mode & 0o7777 == mode):
                 return False
     except (IOError, OSError):
         pass
@@ -302,7 +303,7 @@ def write_file_atomic(path, content, check_mode, mode=0o600):
     try:
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o755)
-        if os.path.exists(path):
+        if keep_mode and os.path.exists(path):
             mode = os.stat(path).st_mode & 0o7777
         handle, temporary = tempfile.mkstemp(dir=directory, prefix='.lync-xmpp-')
         with os.fdopen(handle, 'w') as output:

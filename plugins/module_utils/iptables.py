@@ -683,7 +683,8 @@ def place_ours(body, mine, table_name):
     for entry in sorted(mine, key=lambda entry: entry['chain']):
         def after_declaration(chain=entry['chain']):
             return [index for index, name in declared() if name == chain][0] + 1
-        insert(entry['base'], [entry['jump']], True, after_declaration)
+        if entry['jump']:
+            insert(entry['base'], [entry['jump']], True, after_declaration)
         insert(entry['chain'], list(entry['rules']), False, after_declaration)
     return lines
 
@@ -708,8 +709,8 @@ class IptablesBackend(Backend):
         self.ipsets = IpsetState('')
         self._wanted_sets = None
 
-    # Long address lists as ipsets (ufw keeps its rules as they were: its rule files are loaded by ufw, which
-    # knows nothing of ipsets to load first).
+    # Long address lists as ipsets (a subclass whose firewall cannot load them at boot before its rules would
+    # turn this off; ufw can, through our block in its before.init).
     sets_supported = True
 
     @property
@@ -1157,19 +1158,28 @@ class IptablesBackend(Backend):
             return False
         merged = merge_ipset_file(current or '', wanted, set(self.ipsets.foreign))
         if wanted and not self.options.get('ipset_save_file'):
-            loader, package = IPSET_LOADERS[self._ipset_layout()]
-            if not os.path.exists(loader):
-                self.notices.append('%s: the rules match ipsets, which %s keeps for the next boot, but %s (%s) is '
-                                    'not installed to load them before the iptables rules: install %s, or the '
-                                    'saved rules will not load at boot' % (self.name, path, package, loader, package))
+            self._check_ipset_loader(path)
         if merged is None:
             return remove_file(path, check_mode)
         return write_file_atomic(path, merged, check_mode, mode=0o600)
+
+    def _check_ipset_loader(self, path):
+        """Warn when nothing loads ``path`` at boot before the iptables rules that match its sets."""
+        loader, package = IPSET_LOADERS[self._ipset_layout()]
+        if not os.path.exists(loader):
+            self.notices.append('%s: the rules match ipsets, which %s keeps for the next boot, but %s (%s) is '
+                                'not installed to load them before the iptables rules: install %s, or the '
+                                'saved rules will not load at boot' % (self.name, path, package, loader, package))
 
     def persist(self, rules, check_mode):
         changed = False
         if self.sets_supported:
             changed = self._persist_sets(rules, check_mode)
+        return self._persist_rule_files(rules, check_mode) or changed
+
+    def _persist_rule_files(self, rules, check_mode):
+        """Our lines in each family's save file, every other line kept; True when a file changed."""
+        changed = False
         for family, path in sorted(self.save_files().items()):
             ours = self.persisted_lines(rules, family)
             current = read_file_or_none(path)

@@ -88,7 +88,18 @@ description:
   - "ufw: the iptables chains above, entered from ufw's own C(ufw-before-input), C(ufw-before-output) and
     C(ufw-before-forward) (C(ufw6-) for IPv6), applied live like on any iptables host and persisted as our lines in
     C(/etc/ufw/before.rules) and C(before6.rules), ufw's place for rules of an admin's own, so that ufw's next
-    reload rebuilds them. Translation rules and O(base_chains) are refused on ufw."
+    reload rebuilds them. O(base_chains) is refused on ufw."
+  - "ufw, translations and sets (version_added 1.1.0): our nat chains (C(LYNC-XMPP-DNAT), C(LYNC-XMPP-SNAT)) are
+    declared and filled in the C(*nat) section of before.rules and before6.rules, which ufw flushes and refills at
+    every start. Their jumps into C(PREROUTING) and C(POSTROUTING) cannot live there (ufw never flushes the nat
+    table's built-in chains, so every reload would add them again), and the ipsets a long list needs must exist
+    before before.rules loads; so a marked block of ours in C(/etc/ufw/before.init), which ufw runs at start
+    before loading its files and at stop, loads our ipsets (O(ipset_save_file), by default
+    C(/etc/ufw/lync-xmpp-federation.ipsets)) and hangs the jumps once at the top (checked first), and takes the jumps
+    out at stop. The block goes first in the file, which ufw must run: ufw's stock before.init (which does
+    nothing) is made executable for it and its mode given back when the block goes; a before.init of the admin's
+    own that is not executable is refused, naming the file, since making it executable would start running its
+    commands. The block goes, and the file is as before, when no rule needs it."
   - "Long address lists: a source or destination list of 4 or more networks once overlapping and adjacent ones are
     merged (the collection's C(SET_MIN_ADDRESSES)) is matched through one kernel set in one rule, a lookup whatever its length, instead of one
     rule per address scanned in turn. Overlapping and adjacent networks of such a list are merged first, as the
@@ -100,8 +111,8 @@ description:
     those marks is foreign and refused where the rules need its name), matched with C(-m set --match-set). A changed
     list is built as a new set under a staging name and swapped in with C(ipset swap) before the rules are restored;
     on a failure the previous sets and rules stay. Sets no longer needed are destroyed after the rules stopped
-    matching them. Without the C(ipset) command the lists stay one rule per address, with a warning. ufw keeps one
-    rule per address (ufw loads only its rule files at boot, with no ipsets before them)."
+    matching them. Without the C(ipset) command the lists stay one rule per address, with a warning. On ufw the sets
+    are loaded at boot by our block in C(/etc/ufw/before.init) (see above)."
   - O(state=absent) removes our chains, our jumps, our sets and our persisted configuration, nothing else.
 extends_documentation_fragment: []
 requirements:
@@ -169,7 +180,8 @@ options:
       - firewalld creates policies only in its permanent configuration, so there the rules always persist and
         V(false) is refused.
       - ufw, our chains in C(/etc/ufw/before.rules) and C(before6.rules) (or O(iptables_save_files)), leaving every
-        other line as it was.
+        other line as it was, and where translations or sets need it our block in C(/etc/ufw/before.init) and our
+        ipsets in O(ipset_save_file).
     type: bool
     default: true
   nft_table:
@@ -229,6 +241,8 @@ options:
         boot before the iptables rules, or C(/etc/sysconfig/ipset) where that directory exists, which RHEL's
         C(ipset-service) loads before C(iptables.service). Without that loader the saved rules, which match the
         sets, would not load at boot; the module warns when the loader is missing.
+      - On a ufw host by default C(/etc/ufw/lync-xmpp-federation.ipsets), which our block in C(/etc/ufw/before.init)
+        loads at every ufw start, before ufw loads before.rules.
     type: path
     version_added: 1.1.0
 notes:

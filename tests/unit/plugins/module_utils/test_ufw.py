@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -118,17 +119,142 @@ def test_absent_removes_our_chains_and_jumps_and_our_lines_only(tmp_path):
     assert files['ipv4'].read_text() == fixture('admin-before.rules')
 
 
-@pytest.mark.parametrize('options, rules, message', [
-    ({}, [{'name': 'dnat', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.62'], 'nat': 'dnat',
-           'nat_to': '198.51.100.10'}], "ufw: rule 'dnat' translates addresses"),
-    ({'base_chains': {'in': 'INPUT'}}, [], 'ufw: base_chains does not apply'),
-])
-def test_what_ufw_cannot_do_is_refused_before_anything_is_read(tmp_path, options, rules, message):
+def test_what_ufw_cannot_do_is_refused_before_anything_is_read(tmp_path):
     host = RecordedUfwHost('admin')
-    with pytest.raises(BackendError, match=message):
-        converge(backend_for(host, tmp_path, ufw_files(tmp_path, 'admin'), **options), normalize_rules(rules),
+    with pytest.raises(BackendError, match='ufw: base_chains does not apply'):
+        converge(backend_for(host, tmp_path, ufw_files(tmp_path, 'admin'), base_chains={'in': 'INPUT'}), [],
                  'present', True, False)
     assert host.calls == []
+
+
+# -- translations: our nat chains in before.rules, their jumps hung by our block in before.init ----------------
+
+NAT_RULES = normalize_rules([
+    {'name': 'edge-in-dnat', 'direction': 'forward', 'ports': [5269], 'destination': ['198.51.100.62'],
+     'nat': 'dnat', 'nat_to': '198.51.100.10'},
+    {'name': 'edge-out-snat', 'direction': 'forward', 'ports': [5269], 'source': ['198.51.100.10'],
+     'nat': 'snat', 'nat_to': '198.51.100.62'},
+])
+STOCK_BEFORE_INIT = '''#!/bin/sh
+#
+# before.init: if executable, called by ufw-init. See 'man ufw-framework' for
+#              details.
+set -e
+
+case "$1" in
+start)
+    # typically required
+    ;;
+stop)
+    # typically required
+    ;;
+status)
+    # optional
+    ;;
+flush-all)
+    # optional
+    ;;
+*)
+    echo "'$1' not supported"
+    echo "Usage: before.init {start|stop|flush-all|status}"
+    ;;
+esac
+'''
+
+
+def nat_backend(host, tmp_path, files, init_text=STOCK_BEFORE_INIT, mode=0o640):
+    backend = backend_for(host, tmp_path, files, ipset_save_file=str(tmp_path / 'ipsets'))
+    backend.before_init_path = str(tmp_path / 'before.init')
+    if init_text is not None:
+        (tmp_path / 'before.init').write_text(init_text)
+        os.chmod(backend.before_init_path, mode)
+    return backend
+
+
+def init_runs_clean(path):
+    """sh parses the file (ufw runs it with the shell of its #! line)."""
+    assert subprocess.call(['sh', '-n', path]) == 0
+
+
+def test_translations_go_live_at_the_top_of_the_nat_chains_and_persist_in_before_rules_and_before_init(tmp_path):
+    host = RecordedUfwHost('admin')
+    files = ufw_files(tmp_path, 'admin')
+    result = converge(nat_backend(host, tmp_path, files), NAT_RULES, 'present', True, False)
+    assert result['changed'] and result['persisted']
+    script = result['script']
+    assert '-I PREROUTING 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-DNAT' in script
+    assert '-I POSTROUTING 1 -m comment --comment lync-xmpp-federation -j LYNC-XMPP-SNAT' in script
+    # before.rules declares and fills our nat chains (ufw's start flushes and refills them) but holds no jump
+    # into a built-in chain, which every reload would add again.
+    rules = files['ipv4'].read_text()
+    nat = rules[rules.index('*nat'):]
+    assert ':LYNC-XMPP-DNAT - [0:0]' in nat and '-A LYNC-XMPP-DNAT -d 198.51.100.62/32 -p tcp' in nat
+    assert '-j DNAT --to-destination 198.51.100.10' in nat and 'PREROUTING' not in nat
+    assert rules.startswith(fixture('admin-before.rules')), "ufw's own lines stay as they were"
+    init = (tmp_path / 'before.init').read_text()
+    assert init.startswith('#!/bin/sh\n# >>> lync-xmpp-federation') and init.endswith(STOCK_BEFORE_INIT[10:])
+    assert ('iptables -w -t nat -C PREROUTING -m comment --comment lync-xmpp-federation -j LYNC-XMPP-DNAT '
+            '2>/dev/null || iptables -w -t nat -I PREROUTING 1 -m comment --comment lync-xmpp-federation '
+            '-j LYNC-XMPP-DNAT || return 1') in init
+    assert 'while iptables -w -t nat -D POSTROUTING -m comment --comment lync-xmpp-federation -j LYNC-XMPP-SNAT' \
+        in init and 'ip6tables ' not in init and 'ipset -exist' not in init
+    # The stock file does nothing else, so it is made executable for ufw to run it; its mode is kept in the block.
+    assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o750 and '# lync-xmpp-federation: mode before 0640' in init
+    init_runs_clean(str(tmp_path / 'before.init'))
+    assert str(tmp_path / 'before.init') in result['persistence_files']
+
+
+def test_a_second_run_leaves_before_init_alone_and_removal_gives_it_back_byte_for_byte_with_its_mode(tmp_path):
+    files = ufw_files(tmp_path, 'admin')
+    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files)
+    backend.before_init = None
+    assert backend.persist(NAT_RULES, False)
+    applied = (tmp_path / 'before.init').read_text()
+    assert not nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(NAT_RULES, False)
+    assert (tmp_path / 'before.init').read_text() == applied
+    # Rules without translations need no block: it goes, and so does the executable bit it brought.
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(RULES, False)
+    assert (tmp_path / 'before.init').read_text() == STOCK_BEFORE_INIT
+    assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o640
+    assert files['ipv4'].read_text() == fixture('applied-before.rules')
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert files['ipv4'].read_text() == fixture('admin-before.rules')
+
+
+def test_an_executable_before_init_of_the_admins_keeps_its_commands_and_mode_and_a_missing_one_is_ours(tmp_path):
+    files = ufw_files(tmp_path, 'admin')
+    own = '#!/bin/sh\nlogger ufw "$1"\n'
+    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=own, mode=0o700)
+    backend.before_init = None
+    assert backend.persist(NAT_RULES, False)
+    text = (tmp_path / 'before.init').read_text()
+    assert text.endswith('# <<< lync-xmpp-federation\nlogger ufw "$1"\n') and 'mode before' not in text
+    assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o700
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert (tmp_path / 'before.init').read_text() == own
+    os.unlink(str(tmp_path / 'before.init'))
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(NAT_RULES, False)
+    assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o750
+    init_runs_clean(str(tmp_path / 'before.init'))
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert not (tmp_path / 'before.init').exists()
+
+
+@pytest.mark.parametrize('init_text, mode, message', [
+    ('#!/bin/sh\nmodprobe nf_conntrack_ftp\n', 0o640,
+     r'before.init is not executable, so ufw does not run it, and it holds commands of its own \(modprobe '),
+    (STOCK_BEFORE_INIT + '# >>> lync-xmpp-federation: managed by lync.xmpp_federation.firewall_ruleset; do not '
+     'edit this block\nlync_xmpp_federation "$1"\n', 0o750, 'holds 1 begin and 0 end lines of our block'),
+])
+def test_a_before_init_our_block_cannot_go_into_safely_is_refused_and_nothing_changes(
+        tmp_path, init_text, mode, message):
+    host = RecordedUfwHost('admin')
+    files = ufw_files(tmp_path, 'admin')
+    with pytest.raises(OwnershipError, match='ufw: refusing to run, nothing was changed: .*' + message):
+        converge(nat_backend(host, tmp_path, files, init_text=init_text, mode=mode), NAT_RULES, 'present', True,
+                 False)
+    assert host.restores() == [] and (tmp_path / 'before.init').read_text() == init_text
+    assert files['ipv4'].read_text() == fixture('admin-before.rules')
 
 
 def test_our_rules_are_recognised_by_their_mark_on_ufw_too(tmp_path):
@@ -144,3 +270,21 @@ def test_our_rules_are_recognised_by_their_mark_on_ufw_too(tmp_path):
             ) in str(error.value)
     assert host.restores() == []
     assert (tmp_path / 'before.rules').read_text() == fixture('applied-before.rules')
+
+
+def test_an_admins_own_nat_section_in_before_rules_keeps_its_lines_and_gets_ours_beside_them(tmp_path):
+    # The masquerade recipe ufw's documentation gives: a *nat section at the top of before.rules.
+    masquerade = ('# NAT of the admin\n*nat\n:POSTROUTING ACCEPT [0:0]\n'
+                  '-A POSTROUTING -s 198.51.100.192/26 -o eth0 -j MASQUERADE\nCOMMIT\n\n')
+    files = ufw_files(tmp_path, 'admin')
+    files['ipv4'].write_text(masquerade + fixture('admin-before.rules'))
+    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files)
+    backend.before_init = None
+    assert backend.persist(NAT_RULES, False)
+    text = files['ipv4'].read_text()
+    nat = text[:text.index('COMMIT')]
+    assert nat.index(':POSTROUTING ACCEPT') < nat.index(':LYNC-XMPP-DNAT - [0:0]') < nat.index(
+        '-A POSTROUTING -s 198.51.100.192/26 -o eth0 -j MASQUERADE') < nat.index('-A LYNC-XMPP-DNAT ')
+    assert text.count('*nat') == 1 and '-j LYNC-XMPP-SNAT' not in text
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert files['ipv4'].read_text() == masquerade + fixture('admin-before.rules')
