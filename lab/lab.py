@@ -359,7 +359,8 @@ class Ufw(Firewall):
         # A reboot first: ufw starts from its files alone (our ipsets and nat jumps come from before.init), and
         # Docker, which starts after it, puts its rules back. Then ufw reload as an admin runs it: ufw rebuilds its
         # chains from its files (before.init stop and start around it); Docker's chains are not ufw's and stay.
-        return baseline.UFW_BOOT + self.foreign() + 'ufw reload >/dev/null\n'
+        # Then the init script's own restart (/etc/init.d/ufw restart), which runs before.init start twice.
+        return baseline.UFW_BOOT + self.foreign() + 'ufw reload >/dev/null\n/usr/lib/ufw/ufw-init restart >/dev/null\n'
 
     def listing(self):
         return ('iptables-save -c\necho "=== ip6tables"\nip6tables-save -c\n'
