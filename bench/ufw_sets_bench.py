@@ -121,8 +121,9 @@ def main():
              'ufw allow 22/tcp >/dev/null; ufw --force enable >/dev/null'])
         version = run(['podman', 'exec', container, 'ufw', 'version']).stdout.split()[1]
         print('ufw %s in %s; seconds of converge() (the module\'s flow, without Ansible)' % (version, image))
-        print('%9s %8s %8s %10s %8s %13s %16s %12s' % ('prefixes', 'first s', 'no-op s', 'one more s', 'absent s',
-                                                      'kernel rules', 'lines in files', 'ipset lines'))
+        headers = ('prefixes', 'first s', 'no-op s', 'one more s', 'absent s', 'kernel rules', 'lines in files',
+                   'ipset lines')
+        print('%9s %8s %8s %10s %8s %13s %16s %12s' % headers)
         for count in args.sizes:
             out = run(['podman', 'exec', '--env', 'PYTHONPATH=/bench', container, 'python3', '-c', DRIVER,
                        str(count)]).stdout
