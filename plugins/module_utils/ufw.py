@@ -252,8 +252,8 @@ class UfwBackend(IptablesBackend):
                 # Executable where it is readable: ufw runs it as root, and the stock file does nothing else.
                 origin, mode = '%s%04o' % (MODE_MARK, init.mode), init.mode | (init.mode & 0o444) >> 2 | 0o100
         at = 1 if rest and rest[0].startswith('#!') else 0
-        if rest and not rest[-1].endswith('\n'):
-            rest[-1] += '\n'
+        if at and not rest[0].endswith('\n'):
+            rest[0] += '\n'
         block = init_block(self._nat_jumps(rules), self._block_ipset_file(rules), origin)
         text = ''.join(rest[:at]) + block + ''.join(rest[at:])
         return write_file_atomic(init.path, text, check_mode, mode=mode, keep_mode=False)

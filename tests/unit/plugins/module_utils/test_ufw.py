@@ -288,3 +288,14 @@ def test_an_admins_own_nat_section_in_before_rules_keeps_its_lines_and_gets_ours
     assert text.count('*nat') == 1 and '-j LYNC-XMPP-SNAT' not in text
     assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
     assert files['ipv4'].read_text() == masquerade + fixture('admin-before.rules')
+
+
+def test_a_before_init_without_a_last_newline_is_given_back_as_it_was(tmp_path):
+    files = ufw_files(tmp_path, 'admin')
+    own = '#!/bin/sh\nlogger ufw "$1"'
+    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=own, mode=0o750)
+    backend.before_init = None
+    assert backend.persist(NAT_RULES, False)
+    init_runs_clean(str(tmp_path / 'before.init'))
+    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert (tmp_path / 'before.init').read_text() == own
