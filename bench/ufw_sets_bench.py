@@ -133,7 +133,7 @@ def main():
                 row['kernel_rules'], row['file_lines'], row['ipset_entries']))
             sys.stdout.flush()
     finally:
-        subprocess.run(['podman', 'rm', '--force', '--time', '0', container], capture_output=True)
+        subprocess.run(['podman', 'rm', '--force', '--time', '0', container], capture_output=True, check=False)
 
 
 if __name__ == '__main__':
