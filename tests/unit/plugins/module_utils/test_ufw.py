@@ -171,6 +171,13 @@ def nat_backend(host, tmp_path, files, init_text=STOCK_BEFORE_INIT, mode=0o640):
     return backend
 
 
+def persist_fresh(tmp_path, files, rules, **init):
+    """Persist ``rules`` with a backend of a new run (before.init as found: ``init`` writes it first)."""
+    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files, **dict({'init_text': None}, **init))
+    backend.before_init = None
+    return backend.persist(rules, False)
+
+
 def init_runs_clean(path):
     """sh parses the file (ufw runs it with the shell of its #! line)."""
     assert subprocess.call(['sh', '-n', path]) == 0
@@ -206,37 +213,33 @@ def test_translations_go_live_at_the_top_of_the_nat_chains_and_persist_in_before
 
 def test_a_second_run_leaves_before_init_alone_and_removal_gives_it_back_byte_for_byte_with_its_mode(tmp_path):
     files = ufw_files(tmp_path, 'admin')
-    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files)
-    backend.before_init = None
-    assert backend.persist(NAT_RULES, False)
+    assert persist_fresh(tmp_path, files, NAT_RULES, init_text=STOCK_BEFORE_INIT, mode=0o640)
     applied = (tmp_path / 'before.init').read_text()
-    assert not nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(NAT_RULES, False)
+    assert not persist_fresh(tmp_path, files, NAT_RULES)
     assert (tmp_path / 'before.init').read_text() == applied
     # Rules without translations need no block: it goes, and so does the executable bit it brought.
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(RULES, False)
+    assert persist_fresh(tmp_path, files, RULES)
     assert (tmp_path / 'before.init').read_text() == STOCK_BEFORE_INIT
     assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o640
     assert files['ipv4'].read_text() == fixture('applied-before.rules')
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert persist_fresh(tmp_path, files, None)
     assert files['ipv4'].read_text() == fixture('admin-before.rules')
 
 
 def test_an_executable_before_init_of_the_admins_keeps_its_commands_and_mode_and_a_missing_one_is_ours(tmp_path):
     files = ufw_files(tmp_path, 'admin')
     own = '#!/bin/sh\nlogger ufw "$1"\n'
-    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=own, mode=0o700)
-    backend.before_init = None
-    assert backend.persist(NAT_RULES, False)
+    assert persist_fresh(tmp_path, files, NAT_RULES, init_text=own, mode=0o700)
     text = (tmp_path / 'before.init').read_text()
     assert text.endswith('# <<< lync-xmpp-federation\nlogger ufw "$1"\n') and 'mode before' not in text
     assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o700
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert persist_fresh(tmp_path, files, None)
     assert (tmp_path / 'before.init').read_text() == own
     os.unlink(str(tmp_path / 'before.init'))
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(NAT_RULES, False)
+    assert persist_fresh(tmp_path, files, NAT_RULES)
     assert os.stat(str(tmp_path / 'before.init')).st_mode & 0o777 == 0o750
     init_runs_clean(str(tmp_path / 'before.init'))
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert persist_fresh(tmp_path, files, None)
     assert not (tmp_path / 'before.init').exists()
 
 
@@ -278,24 +281,20 @@ def test_an_admins_own_nat_section_in_before_rules_keeps_its_lines_and_gets_ours
                   '-A POSTROUTING -s 198.51.100.192/26 -o eth0 -j MASQUERADE\nCOMMIT\n\n')
     files = ufw_files(tmp_path, 'admin')
     files['ipv4'].write_text(masquerade + fixture('admin-before.rules'))
-    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files)
-    backend.before_init = None
-    assert backend.persist(NAT_RULES, False)
+    assert persist_fresh(tmp_path, files, NAT_RULES, init_text=STOCK_BEFORE_INIT, mode=0o640)
     text = files['ipv4'].read_text()
     nat = text[:text.index('COMMIT')]
     assert nat.index(':POSTROUTING ACCEPT') < nat.index(':LYNC-XMPP-DNAT - [0:0]') < nat.index(
         '-A POSTROUTING -s 198.51.100.192/26 -o eth0 -j MASQUERADE') < nat.index('-A LYNC-XMPP-DNAT ')
     assert text.count('*nat') == 1 and '-j LYNC-XMPP-SNAT' not in text
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert persist_fresh(tmp_path, files, None)
     assert files['ipv4'].read_text() == masquerade + fixture('admin-before.rules')
 
 
 def test_a_before_init_without_a_last_newline_is_given_back_as_it_was(tmp_path):
     files = ufw_files(tmp_path, 'admin')
     own = '#!/bin/sh\nlogger ufw "$1"'
-    backend = nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=own, mode=0o750)
-    backend.before_init = None
-    assert backend.persist(NAT_RULES, False)
+    assert persist_fresh(tmp_path, files, NAT_RULES, init_text=own, mode=0o750)
     init_runs_clean(str(tmp_path / 'before.init'))
-    assert nat_backend(RecordedUfwHost('admin'), tmp_path, files, init_text=None).persist(None, False)
+    assert persist_fresh(tmp_path, files, None)
     assert (tmp_path / 'before.init').read_text() == own
