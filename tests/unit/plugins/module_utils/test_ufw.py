@@ -24,7 +24,7 @@ from ansible_collections.lync.xmpp_federation.plugins.module_utils.backend impor
     converge,
 )
 from ansible_collections.lync.xmpp_federation.plugins.module_utils.rule_model import normalize_rules
-from ansible_collections.lync.xmpp_federation.plugins.module_utils.ufw import UfwBackend
+from ansible_collections.lync.xmpp_federation.plugins.module_utils.ufw import UfwBackend, init_block
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'ufw')
 TOOLS = ('iptables-nft-save', 'ip6tables-nft-save', 'iptables-nft-restore', 'ip6tables-nft-restore')
@@ -298,3 +298,8 @@ def test_a_before_init_without_a_last_newline_is_given_back_as_it_was(tmp_path):
     init_runs_clean(str(tmp_path / 'before.init'))
     assert persist_fresh(tmp_path, files, None)
     assert (tmp_path / 'before.init').read_text() == own
+
+
+def test_the_ipset_file_named_in_before_init_is_one_shell_word_whatever_its_name():
+    block = init_block([], '/etc/ufw/x $(touch /tmp/owned) `id`;.ipsets', None)
+    assert "ipset -exist restore < '/etc/ufw/x $(touch /tmp/owned) `id`;.ipsets' || return 1" in block
