@@ -123,7 +123,8 @@ class BeforeInit(object):
         return None
 
     def executable(self):
-        return self.mode is not None and self.mode & 0o100
+        """True when ufw runs it (a missing file is ours to create executable)."""
+        return self.mode is None or bool(self.mode & 0o100)
 
     def commands_of_its_own(self):
         """The file's commands outside our block that the stock before.init does not have."""
@@ -207,7 +208,7 @@ class UfwBackend(IptablesBackend):
             return found
         if init.problem:
             found.append(init.problem)
-        elif not init.block and init.text is not None and not init.executable() and init.commands_of_its_own():
+        elif self._needs_block(rules) and not init.executable() and init.commands_of_its_own():
             found.append('%s is not executable, so ufw does not run it, and it holds commands of its own (%s): '
                          'ufw must run it for our block (our ipsets, our nat jumps), and making it executable would '
                          'start running them; make it executable yourself once they may run'
@@ -245,12 +246,13 @@ class UfwBackend(IptablesBackend):
             origin, mode, rest = CREATED_MARK, 0o750, ['#!/bin/sh\n']
         else:
             rest = list(init.rest)
-            if init.block:
-                origin = next((line.rstrip('\n') for line in init.block
-                               if line.startswith(MODE_MARK) or line.rstrip('\n') == CREATED_MARK), None)
-            elif not init.executable():
-                # Executable where it is readable: ufw runs it as root, and the stock file does nothing else.
-                origin, mode = '%s%04o' % (MODE_MARK, init.mode), init.mode | (init.mode & 0o444) >> 2 | 0o100
+            origin = next((line.rstrip('\n') for line in init.block
+                           if line.startswith(MODE_MARK) or line.rstrip('\n') == CREATED_MARK), None)
+            if not init.executable():
+                # ufw runs only an executable before.init, and what else this one holds does nothing (see
+                # foreign_objects): executable where it is readable, its mode of before kept in the block.
+                origin = origin or '%s%04o' % (MODE_MARK, init.mode)
+                mode = init.mode | (init.mode & 0o444) >> 2 | 0o100
         at = 1 if rest and rest[0].startswith('#!') else 0
         if at and not rest[0].endswith('\n'):
             rest[0] += '\n'

@@ -303,3 +303,24 @@ def test_a_before_init_without_a_last_newline_is_given_back_as_it_was(tmp_path):
 def test_the_ipset_file_named_in_before_init_is_one_shell_word_whatever_its_name():
     block = init_block([], '/etc/ufw/x $(touch /tmp/owned) `id`;.ipsets', None)
     assert "ipset -exist restore < '/etc/ufw/x $(touch /tmp/owned) `id`;.ipsets' || return 1" in block
+
+
+def test_a_before_init_that_lost_its_executable_bit_gets_it_back_only_where_nothing_else_would_run(tmp_path):
+    files = ufw_files(tmp_path, 'admin')
+    path = str(tmp_path / 'before.init')
+    assert persist_fresh(tmp_path, files, NAT_RULES, init_text=STOCK_BEFORE_INIT, mode=0o640)
+    applied = (tmp_path / 'before.init').read_text()
+    os.chmod(path, 0o640)
+    assert persist_fresh(tmp_path, files, NAT_RULES)
+    assert os.stat(path).st_mode & 0o777 == 0o750 and (tmp_path / 'before.init').read_text() == applied
+    assert persist_fresh(tmp_path, files, None)
+    assert (tmp_path / 'before.init').read_text() == STOCK_BEFORE_INIT and os.stat(path).st_mode & 0o777 == 0o640
+    # The admin's own commands beside our block, the file no longer executable: refused, nothing changed.
+    own = '#!/bin/sh\nmodprobe nf_conntrack_ftp\n'
+    assert persist_fresh(tmp_path, files, NAT_RULES, init_text=own, mode=0o750)
+    with_block = (tmp_path / 'before.init').read_text()
+    os.chmod(path, 0o640)
+    host = RecordedUfwHost('admin')
+    with pytest.raises(OwnershipError, match='before.init is not executable, so ufw does not run it'):
+        converge(nat_backend(host, tmp_path, files, init_text=None), NAT_RULES, 'present', True, False)
+    assert host.restores() == [] and (tmp_path / 'before.init').read_text() == with_block
