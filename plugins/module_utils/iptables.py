@@ -709,24 +709,21 @@ class IptablesBackend(Backend):
         self.ipsets = IpsetState('')
         self._wanted_sets = None
 
-    # Long address lists as ipsets (a subclass whose firewall cannot load them at boot before its rules would
-    # turn this off; ufw can, through our block in its before.init).
-    sets_supported = True
-
+    # Long address lists as ipsets, where the ipset command is.
     @property
     def use_sets(self):
         return bool(self.find_ipset())
 
     def find_ipset(self):
-        """The ipset command (None without it, or where sets are not used), looked up once."""
+        """The ipset command (None without it: long lists then stay one rule per address), looked up once."""
         if not self._ipset_found:
-            self.ipset = self.get_bin_path('ipset') if self.sets_supported else None
+            self.ipset = self.get_bin_path('ipset')
             self._ipset_found = True
         return self.ipset
 
     def check(self, rules, state):
         """Without the ipset command, long lists stay one rule per address, and the run says so."""
-        if self.find_ipset() or not self.sets_supported:
+        if self.find_ipset():
             return
         for rule in rules:
             for field in SET_DIRECTIONS:
@@ -1172,9 +1169,7 @@ class IptablesBackend(Backend):
                                 'saved rules will not load at boot' % (self.name, path, package, loader, package))
 
     def persist(self, rules, check_mode):
-        changed = False
-        if self.sets_supported:
-            changed = self._persist_sets(rules, check_mode)
+        changed = self._persist_sets(rules, check_mode)
         return self._persist_rule_files(rules, check_mode) or changed
 
     def _persist_rule_files(self, rules, check_mode):

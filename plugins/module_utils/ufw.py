@@ -193,7 +193,7 @@ class UfwBackend(IptablesBackend):
         return jumps
 
     def _needs_block(self, rules):
-        return bool(self._nat_jumps(rules) or (self.sets_supported and self.wanted_sets(rules or [])))
+        return bool(self._nat_jumps(rules) or self.wanted_sets(rules or []))
 
     def read(self):
         super(UfwBackend, self).read()
@@ -261,13 +261,13 @@ class UfwBackend(IptablesBackend):
         return write_file_atomic(init.path, text, check_mode, mode=mode, keep_mode=False)
 
     def _block_ipset_file(self, rules):
-        return self.ipset_save_file() if self.sets_supported and self.wanted_sets(rules or []) else None
+        return self.ipset_save_file() if self.wanted_sets(rules or []) else None
 
     def persist(self, rules, check_mode):
         # At boot ufw runs before.init (our block: sets, nat jumps) and then loads before.rules: what the new
         # files will need is written before them, and what only the old files needed goes after them, so that a
         # run stopped between two writes never leaves a before.rules that ufw cannot load.
-        sets = self.sets_supported and bool(self.wanted_sets(rules or []))
+        sets = bool(self.wanted_sets(rules or []))
         block = self._needs_block(rules)
         changed = False
         if sets:
@@ -277,7 +277,7 @@ class UfwBackend(IptablesBackend):
         changed = self._persist_rule_files(rules, check_mode) or changed
         if not block:
             changed = self._persist_before_init(rules, check_mode) or changed
-        if not sets and self.sets_supported:
+        if not sets:
             changed = self._persist_sets(rules, check_mode) or changed
         return changed
 
