@@ -334,7 +334,7 @@ def test_foreign_content_in_or_into_ours_refuses_every_run_naming_it(tmp_path, r
     assert ('table inet filter, chain lync_xmpp_out: holds a rule that is not ours (oifname "eth0" accept)'
             in text)
     assert ('table inet filter, chain forward: a rule that is not ours jumps to our chain lync_xmpp_fwd '
-            '(ip saddr 192.0.2.0/24 jump lync_xmpp_fwd)') in text
+            '(ip saddr 198.51.100.0/24 jump lync_xmpp_fwd)') in text
     assert 'table inet lync_xmpp, chain admin_counters: our table holds a chain that is not ours' in text
     assert_nothing_written(host)
 
